@@ -107,9 +107,9 @@ class DersResult:
     """All findings of one check; the overall verdict is the most severe of them."""
 
     findings: tuple[Finding, ...]
-    entry: DrugEntry | None = None
-    care_area: CareArea | None = None
-    candidates: tuple[str, ...] = field(default=())
+    entry: DrugEntry | None = field(default=None, repr=False)
+    care_area: CareArea | None = field(default=None, repr=False)
+    candidates: tuple[str, ...] = ()
 
     @property
     def verdict(self) -> Verdict:

@@ -1,0 +1,1138 @@
+"""Hospital infusion pump firmware (LVP, syringe, PCA) as a deterministic state machine.
+
+The pump is driven by commands and by a ``Clock``; between commands it integrates delivery
+exactly, stopping at the instant a VTBI completes, a PCA dose ends, a reservoir empties or the
+battery crosses a threshold. It never sleeps, spawns threads or opens sockets.
+
+Safety properties the firmware keeps whatever the source of a command (and which the
+state-machine tests check on random command sequences):
+
+* nothing is delivered that a clinician did not confirm at the pump; an order from the EHR or
+  a remote command only *pre-fills* a programme;
+* a hard limit of the installed drug library cannot be crossed, not even with an override;
+  a soft limit needs an override reason, which is logged;
+* delivery on a programme stops at its VTBI (then only KVO, never above the programmed rate);
+* a PCA dose is refused inside the lockout or when it could take the rolling one-hour total
+  over the hourly limit;
+* a watchdog stops delivery if the delivering rate ever exceeds the pump's maximum or the
+  hard-limit rate of the running entry;
+* the display is computed from the delivery engine; it has no state of its own, so it cannot
+  show one dose while another is delivered (the B. Braun SpaceCom attack, CVE-2021-33885);
+* every change to delivery is in the append-only event log with its source, time and the
+  delivery state before and after.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+
+from pumpguard.clinical import (
+    Concentration,
+    DersResult,
+    DoseKind,
+    DoseUnit,
+    DosingError,
+    DrugEntry,
+    DrugLibrary,
+    Finding,
+    Limits,
+    PumpKind,
+    TimeUnit,
+    UnitError,
+    Verdict,
+    check_dose,
+    check_limits,
+    dose_to_flow,
+    dose_to_volume,
+    flow_to_dose,
+    parse_dose_unit,
+    round_down,
+)
+from pumpguard.clock import MS_PER_HOUR, MS_PER_MINUTE, Clock
+from pumpguard.devices.infusion.alarms import Alarm, AlarmKind
+from pumpguard.devices.infusion.commands import (
+    AcknowledgeAlarm,
+    Cancel,
+    Channel,
+    Clear,
+    Command,
+    CommandResult,
+    CommandSource,
+    Confirm,
+    ContinuousProgramme,
+    InstallLibrary,
+    Pause,
+    PcaDemand,
+    PcaProgramme,
+    PowerOff,
+    PowerOn,
+    Program,
+    Rejection,
+    Resume,
+    SensorChange,
+    SensorKind,
+    SetCareArea,
+    SetMains,
+)
+from pumpguard.devices.infusion.log import (
+    MDC_EVT_PUMP_DELIV_COMP,
+    MDC_EVT_PUMP_DELIV_START,
+    MDC_EVT_PUMP_DELIV_STOP,
+    MDC_EVT_PUMP_PROG_CLEARED,
+    DeliverySnapshot,
+    EventKind,
+    EventLog,
+)
+from pumpguard.devices.power import Battery
+
+__all__ = ["Display", "InfusionPump", "PumpModel", "PumpState"]
+
+_ZERO = Decimal(0)
+_VOLUME_STEP = Decimal("0.01")
+_SENSOR_ALARMS = {
+    SensorKind.OCCLUSION: AlarmKind.OCCLUSION,
+    SensorKind.AIR_IN_LINE: AlarmKind.AIR_IN_LINE,
+    SensorKind.DOOR_OPEN: AlarmKind.DOOR_OPEN,
+}
+
+
+class PumpState(StrEnum):
+    """What the pump is doing, as shown on its screen."""
+
+    OFF = "off"
+    FAILED = "failed"
+    IDLE = "idle"
+    PROGRAMMING = "programming"
+    INFUSING = "infusing"
+    PAUSED = "paused"
+    KVO = "kvo"
+
+
+@dataclass(frozen=True, slots=True)
+class PumpModel:
+    """The mechanical and electrical capabilities of one pump type."""
+
+    kind: PumpKind
+    name: str
+    min_rate_ml_h: Decimal
+    max_rate_ml_h: Decimal
+    kvo_rate_ml_h: Decimal
+    max_vtbi_ml: Decimal
+    pca_bolus_rate_ml_h: Decimal = Decimal(60)
+    unconfirmed_timeout_ms: int = 2 * MS_PER_MINUTE
+    battery_capacity_mah: Decimal = Decimal(3000)
+    idle_draw_ma: Decimal = Decimal(30)
+    infusing_draw_ma: Decimal = Decimal(150)
+    low_battery_minutes: int = 30
+
+    def rate_step(self, rate_ml_h: Decimal) -> Decimal:
+        """Rate resolution: 0.01 mL/h below 100 mL/h, 0.1 mL/h from 100 mL/h."""
+        return Decimal("0.01") if rate_ml_h < 100 else Decimal("0.1")
+
+    @classmethod
+    def for_kind(cls, kind: PumpKind) -> PumpModel:
+        return _MODELS[kind]
+
+
+_MODELS = {
+    PumpKind.LVP: PumpModel(
+        PumpKind.LVP, "pumpguard LVP", Decimal("0.1"), Decimal(999), Decimal(1), Decimal(9999)
+    ),
+    PumpKind.SYRINGE: PumpModel(
+        PumpKind.SYRINGE,
+        "pumpguard syringe",
+        Decimal("0.01"),
+        Decimal(200),
+        Decimal("0.1"),
+        Decimal(60),
+    ),
+    PumpKind.PCA: PumpModel(
+        PumpKind.PCA, "pumpguard PCA", Decimal("0.01"), Decimal(100), Decimal(0), Decimal(250)
+    ),
+}
+
+
+@dataclass(slots=True)
+class _Infusion:
+    """A confirmed continuous programme running on one channel."""
+
+    programme: ContinuousProgramme
+    entry: DrugEntry | None
+    unit: DoseUnit
+    concentration: Concentration | None
+    rate_ml_h: Decimal
+    max_rate_ml_h: Decimal
+    infused_ml: Decimal = _ZERO
+
+    @property
+    def remaining_ml(self) -> Decimal:
+        return self.programme.vtbi_ml - self.infused_ml
+
+
+@dataclass(slots=True)
+class _Pca:
+    """A confirmed PCA programme: basal rate plus patient demand doses from one reservoir."""
+
+    programme: PcaProgramme
+    entry: DrugEntry
+    rate_unit: DoseUnit
+    concentration: Concentration | None
+    basal_rate_ml_h: Decimal
+    demand_volume_ml: Decimal
+    max_rate_ml_h: Decimal
+    used_ml: Decimal = _ZERO
+    bolus_active: bool = False
+    bolus_left_ml: Decimal = _ZERO
+    grants: list[tuple[int, Decimal]] = field(default_factory=list)
+
+    @property
+    def remaining_ml(self) -> Decimal:
+        return self.programme.vtbi_ml - self.used_ml
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A checked programme waiting for confirmation at the pump."""
+
+    programme: ContinuousProgramme | PcaProgramme
+    source: CommandSource
+    since_ms: int
+    ders: DersResult
+    running: _Infusion | _Pca
+
+
+@dataclass(frozen=True, slots=True)
+class Display:
+    """What the pump's screen shows, computed from the delivery engine at the instant asked."""
+
+    state: PumpState
+    care_area: str | None
+    library_version: int | None
+    drug: str | None
+    channel: Channel | None
+    rate_ml_h: Decimal
+    dose: Decimal | None
+    dose_unit: str | None
+    volume_infused_ml: Decimal
+    vtbi_remaining_ml: Decimal | None
+    alarms: tuple[AlarmKind, ...]
+    pending: str | None
+    battery_percent: int
+
+    def lines(self) -> list[str]:
+        head = (
+            f"{self.state.value.upper()}  {self.care_area or '-'}  battery {self.battery_percent}%"
+        )
+        out = [head]
+        if self.drug is not None:
+            dose = (
+                f"  {self.dose.quantize(Decimal('0.001')).normalize():f} {self.dose_unit}"
+                if self.dose is not None
+                else ""
+            )
+            out.append(f"{self.drug}: {self.rate_ml_h:f} mL/h{dose}")
+        out.append(f"infused {self.volume_infused_ml.quantize(Decimal('0.01')):f} mL")
+        if self.pending:
+            out.append(f"pending: {self.pending}")
+        out.extend(f"ALARM {a.priority.name}: {a.text}" for a in self.alarms)
+        return out
+
+
+class InfusionPump:
+    """One pump's firmware. Feed it commands with ``handle``; read it with ``display``."""
+
+    def __init__(
+        self,
+        kind: PumpKind,
+        clock: Clock,
+        *,
+        serial: str = "PUMP-0001",
+        library: DrugLibrary | None = None,
+        care_area: str | None = None,
+        model: PumpModel | None = None,
+        self_test_faults: tuple[str, ...] = (),
+        mains: bool = True,
+    ) -> None:
+        self.model = model or PumpModel.for_kind(kind)
+        self.serial = serial
+        self.log = EventLog()
+        self._clock = clock
+        self._t = clock.now_ms()
+        self._library = library
+        self._care_area = care_area
+        self._faults = self_test_faults
+        self._powered = False
+        self._failed = False
+        self._paused = False
+        self._primary: _Infusion | None = None
+        self._secondary: _Infusion | None = None
+        self._pca: _Pca | None = None
+        self._kvo = False
+        self._pending: _Plan | None = None
+        self._sensors: set[SensorKind] = set()
+        self._alarms: dict[AlarmKind, Alarm] = {}
+        self._volume_ml = _ZERO
+        self.battery = Battery(
+            self.model.battery_capacity_mah, self.model.battery_capacity_mah, mains=mains
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def kind(self) -> PumpKind:
+        return self.model.kind
+
+    @property
+    def library(self) -> DrugLibrary | None:
+        return self._library
+
+    @property
+    def care_area(self) -> str | None:
+        return self._care_area
+
+    @property
+    def alarms(self) -> tuple[Alarm, ...]:
+        return tuple(sorted(self._alarms.values(), key=lambda a: (-a.kind.priority, a.since_ms)))
+
+    @property
+    def state(self) -> PumpState:
+        if not self._powered:
+            return PumpState.OFF
+        if self._failed:
+            return PumpState.FAILED
+        if self._primary is None and self._pca is None:
+            return PumpState.PROGRAMMING if self._pending is not None else PumpState.IDLE
+        if self._paused:
+            return PumpState.PAUSED
+        return PumpState.KVO if self._in_kvo() else PumpState.INFUSING
+
+    @property
+    def delivering_rate_ml_h(self) -> Decimal:
+        """The rate the mechanism is driven at right now: the one source of truth."""
+        if self.state not in (PumpState.INFUSING, PumpState.KVO):
+            return _ZERO
+        if self._pca is not None:
+            bolus = self.model.pca_bolus_rate_ml_h if self._pca.bolus_active else _ZERO
+            return self._pca.basal_rate_ml_h + bolus
+        if self._secondary is not None:
+            return self._secondary.rate_ml_h
+        assert self._primary is not None
+        if self._kvo:
+            return min(self.model.kvo_rate_ml_h, self._primary.rate_ml_h)
+        return self._primary.rate_ml_h
+
+    def _in_kvo(self) -> bool:
+        """KVO belongs to a completed primary; a secondary or PCA never runs open-ended."""
+        return self._kvo and self._secondary is None and self._pca is None
+
+    @property
+    def volume_infused_ml(self) -> Decimal:
+        return self._volume_ml
+
+    @property
+    def pending_verdict(self) -> Verdict | None:
+        return None if self._pending is None else self._pending.ders.verdict
+
+    def display(self) -> Display:
+        """The screen, derived from the delivery engine after catching up with the clock."""
+        self.tick()
+        rate = self.delivering_rate_ml_h
+        drug, channel, dose, unit, remaining = None, None, None, None, None
+        active = self._active()
+        if isinstance(active, _Infusion):
+            drug, channel = active.programme.drug, active.programme.channel
+            unit = str(active.unit)
+            remaining = max(_ZERO, active.remaining_ml)
+            dose = flow_to_dose(rate, active.unit, active.concentration, active.programme.weight_kg)
+        elif isinstance(active, _Pca):
+            drug, channel = active.programme.drug, None
+            unit = str(active.rate_unit)
+            remaining = max(_ZERO, active.remaining_ml)
+            dose = flow_to_dose(
+                rate, active.rate_unit, active.concentration, active.programme.weight_kg
+            )
+        pending = None
+        if self._pending is not None:
+            pending = f"{self._pending.programme.drug} ({self._pending.ders.verdict})"
+        return Display(
+            self.state,
+            self._care_area,
+            None if self._library is None else self._library.version,
+            drug,
+            channel,
+            rate,
+            dose,
+            unit,
+            self._volume_ml,
+            remaining,
+            tuple(a.kind for a in self.alarms),
+            pending,
+            int(self.battery.fraction * 100),
+        )
+
+    # ------------------------------------------------------------------ driving
+
+    def tick(self) -> None:
+        """Catch up with the clock: integrate delivery and fire timed events up to now."""
+        now = self._clock.now_ms()
+        while self._t < now:
+            until = min(now, self._next_event_ms())
+            self._deliver(until - self._t)
+            self._t = until
+            self._timed_events()
+
+    def handle(self, command: Command) -> CommandResult:
+        """Apply one command at the clock's current time and say what became of it."""
+        self.tick()
+        result = self._dispatch(command)
+        if not result.accepted:
+            self.log.append(
+                self._t,
+                EventKind.COMMAND_REJECTED,
+                command.source,
+                f"{type(command).__name__}: {result.message}",
+            )
+        return result
+
+    def _dispatch(self, command: Command) -> CommandResult:
+        match command:
+            case PowerOn():
+                return self._power_on(command)
+            case SensorChange():
+                return self._sensor(command)
+            case SetMains():
+                return self._mains(command)
+        if not self._powered:
+            return _refuse(Rejection.POWERED_OFF, "the pump is off")
+        if self._failed and not isinstance(command, PowerOff):
+            return _refuse(Rejection.SELF_TEST_FAILED, "the pump failed its self test")
+        match command:
+            case PowerOff():
+                return self._power_off(command)
+            case SetCareArea():
+                return self._set_care_area(command)
+            case Program():
+                return self._program(command)
+            case Confirm():
+                return self._confirm(command)
+            case Cancel():
+                return self._cancel(command)
+            case Pause():
+                return self._pause(command)
+            case Resume():
+                return self._resume(command)
+            case PcaDemand():
+                return self._demand(command)
+            case AcknowledgeAlarm():
+                return self._acknowledge(command)
+            case InstallLibrary():
+                return self._install(command)
+            case Clear():
+                return self._clear(command)
+        raise TypeError(f"not a pump command: {command!r}")  # pragma: no cover
+
+    # ------------------------------------------------------------------ delivery engine
+
+    def _active(self) -> _Infusion | _Pca | None:
+        if self._pca is not None:
+            return self._pca
+        return self._secondary if self._secondary is not None else self._primary
+
+    def _snapshot(self) -> DeliverySnapshot:
+        active = self._active()
+        remaining = _ZERO if active is None else max(_ZERO, active.remaining_ml)
+        channel = active.programme.channel if isinstance(active, _Infusion) else None
+        return DeliverySnapshot(
+            self.state.value,
+            None if channel is None else channel.value,
+            None if active is None else active.programme.drug,
+            self.delivering_rate_ml_h,
+            self._volume_ml,
+            remaining,
+        )
+
+    @contextmanager
+    def _changing(
+        self, kind: EventKind, source: CommandSource, detail: str = "", code: int | None = None
+    ) -> Iterator[None]:
+        before = self._snapshot()
+        yield
+        self.log.append(
+            self._t, kind, source, detail, before=before, after=self._snapshot(), mdc_code=code
+        )
+
+    def _load_ma(self) -> Decimal:
+        return (
+            self.model.infusing_draw_ma
+            if self.delivering_rate_ml_h > 0
+            else self.model.idle_draw_ma
+        )
+
+    def _next_event_ms(self) -> int:
+        candidates = [self._clock.now_ms()]
+        rate = self.delivering_rate_ml_h
+        active = self._active()
+        if rate > 0 and active is not None:
+            if isinstance(active, _Pca):
+                if active.bolus_active:
+                    bolus_rate = self.model.pca_bolus_rate_ml_h
+                    candidates.append(self._t + _ms_for(active.bolus_left_ml, bolus_rate))
+                candidates.append(self._t + _ms_for(active.remaining_ml, rate))
+            elif not self._in_kvo():
+                candidates.append(self._t + _ms_for(active.remaining_ml, rate))
+        if self._powered:
+            load = self._load_ma()
+            for level in (self._low_battery_mah(), _ZERO):
+                ms = self.battery.ms_until(level, load)
+                if ms is not None:
+                    candidates.append(self._t + ms)
+        if self._pending is not None and AlarmKind.UNCONFIRMED_PROGRAMME not in self._alarms:
+            candidates.append(self._pending.since_ms + self.model.unconfirmed_timeout_ms)
+        return max(self._t + 1, min(candidates))
+
+    def _deliver(self, dt_ms: int) -> None:
+        if self._powered:
+            self.battery.advance(dt_ms, self._load_ma())
+        rate = self.delivering_rate_ml_h
+        if rate <= 0:
+            return
+        if rate > self._rate_ceiling():
+            self._watchdog_stop(rate)
+            return
+        volume = rate * dt_ms / MS_PER_HOUR
+        active = self._active()
+        if isinstance(active, _Pca):
+            volume = min(volume, active.remaining_ml)
+            bolus_rate = self.model.pca_bolus_rate_ml_h if active.bolus_active else _ZERO
+            bolus = min(active.bolus_left_ml, bolus_rate * dt_ms / MS_PER_HOUR, volume)
+            active.bolus_left_ml -= bolus
+            active.used_ml += volume
+        elif isinstance(active, _Infusion) and not self._in_kvo():
+            volume = min(volume, active.remaining_ml)
+            active.infused_ml += volume
+        self._volume_ml += volume
+
+    def _rate_ceiling(self) -> Decimal:
+        active = self._active()
+        ceiling = self.model.max_rate_ml_h
+        if active is not None:
+            ceiling = min(ceiling, active.max_rate_ml_h)
+        return ceiling
+
+    def _watchdog_stop(self, rate: Decimal) -> None:
+        with self._changing(
+            EventKind.DELIVERY_STOP,
+            CommandSource.SYSTEM,
+            f"watchdog: rate {rate} mL/h above ceiling {self._rate_ceiling()} mL/h",
+            MDC_EVT_PUMP_DELIV_STOP,
+        ):
+            self._failed = True
+        self._raise(AlarmKind.SELF_TEST_FAILED, CommandSource.SYSTEM)
+
+    def _timed_events(self) -> None:
+        active = self._active()
+        if isinstance(active, _Pca) and self.state is PumpState.INFUSING:
+            if active.bolus_active and active.bolus_left_ml <= 0:
+                with self._changing(
+                    EventKind.DELIVERY_CHANGE, CommandSource.SYSTEM, "PCA dose delivered"
+                ):
+                    active.bolus_active = False
+            if active.remaining_ml <= 0:
+                self._stop(AlarmKind.RESERVOIR_EMPTY)
+        elif (
+            isinstance(active, _Infusion)
+            and self.state is PumpState.INFUSING
+            and active.remaining_ml <= 0
+        ):
+            self._complete(active)
+        self._battery_events()
+        if (
+            self._pending is not None
+            and AlarmKind.UNCONFIRMED_PROGRAMME not in self._alarms
+            and self._t >= self._pending.since_ms + self.model.unconfirmed_timeout_ms
+        ):
+            self._raise(AlarmKind.UNCONFIRMED_PROGRAMME, CommandSource.SYSTEM)
+
+    def _complete(self, infusion: _Infusion) -> None:
+        if infusion is self._secondary:
+            with self._changing(
+                EventKind.DELIVERY_COMPLETE,
+                CommandSource.SYSTEM,
+                "secondary VTBI complete; primary resumes",
+                MDC_EVT_PUMP_DELIV_COMP,
+            ):
+                self._secondary = None
+            self._raise(AlarmKind.SECONDARY_COMPLETE, CommandSource.SYSTEM)
+            if self._primary is not None and self._primary.remaining_ml <= 0:
+                self._complete(self._primary)
+            return
+        with self._changing(
+            EventKind.DELIVERY_COMPLETE,
+            CommandSource.SYSTEM,
+            "VTBI complete; KVO" if self.model.kvo_rate_ml_h > 0 else "VTBI complete",
+            MDC_EVT_PUMP_DELIV_COMP,
+        ):
+            self._kvo = True
+        self._raise(AlarmKind.VTBI_COMPLETE, CommandSource.SYSTEM)
+
+    def _battery_events(self) -> None:
+        if not self._powered or self.battery.mains:
+            return
+        if self.battery.charge_mah <= 0:
+            self._stop(AlarmKind.BATTERY_DEPLETED)
+        elif self.battery.charge_mah <= self._low_battery_mah():
+            self._raise(AlarmKind.BATTERY_LOW, CommandSource.SYSTEM)
+
+    def _low_battery_mah(self) -> Decimal:
+        """Low battery: less than ``low_battery_minutes`` of infusing left."""
+        return self.model.infusing_draw_ma * self.model.low_battery_minutes / 60
+
+    # ------------------------------------------------------------------ alarms
+
+    def _raise(self, kind: AlarmKind, source: CommandSource) -> None:
+        if kind in self._alarms:
+            return
+        self._alarms[kind] = Alarm(kind, self._t)
+        self.log.append(
+            self._t,
+            EventKind.ALARM_ON,
+            source,
+            f"{kind.priority.name} {kind.text}",
+            mdc_code=kind.mdc_code,
+        )
+
+    def _stop(self, kind: AlarmKind) -> None:
+        """A stopping alarm: halt delivery now (fail safe) and alarm."""
+        if self.state in (PumpState.INFUSING, PumpState.KVO):
+            with self._changing(
+                EventKind.DELIVERY_STOP,
+                CommandSource.SYSTEM,
+                f"stopped by {kind.text} alarm",
+                MDC_EVT_PUMP_DELIV_STOP,
+            ):
+                self._paused = True
+                self._drop_bolus()
+        self._raise(kind, CommandSource.SYSTEM)
+
+    def _drop_bolus(self) -> None:
+        """A stopped PCA dose is abandoned, never resumed: the patient can ask again."""
+        if self._pca is not None:
+            self._pca.bolus_active = False
+            self._pca.bolus_left_ml = _ZERO
+
+    def _condition_present(self, kind: AlarmKind) -> bool:
+        sensor = next((s for s, a in _SENSOR_ALARMS.items() if a is kind), None)
+        if sensor is not None:
+            return sensor in self._sensors
+        if kind is AlarmKind.BATTERY_DEPLETED:
+            return self.battery.charge_mah <= 0 and not self.battery.mains
+        if kind is AlarmKind.BATTERY_LOW:
+            return self.battery.charge_mah <= self._low_battery_mah() and not self.battery.mains
+        if kind is AlarmKind.UNCONFIRMED_PROGRAMME:
+            return self._pending is not None
+        if kind is AlarmKind.RESERVOIR_EMPTY:
+            return self._pca is not None and self._pca.remaining_ml <= 0
+        if kind is AlarmKind.SELF_TEST_FAILED:
+            return self._failed
+        return False
+
+    def _stopping_alarm(self) -> AlarmKind | None:
+        return next((k for k in self._alarms if k.stops_delivery), None)
+
+    # ------------------------------------------------------------------ commands
+
+    def _power_on(self, command: PowerOn) -> CommandResult:
+        if self._powered:
+            return _refuse(Rejection.WRONG_STATE, "the pump is already on")
+        if command.source is not CommandSource.KEYPAD:
+            return _refuse(Rejection.NOT_AT_PUMP, "the pump is switched on at the pump only")
+        self._powered = True
+        self._failed = bool(self._faults)
+        self.log.append(self._t, EventKind.POWER_ON, command.source)
+        detail = "passed" if not self._faults else "failed: " + ", ".join(self._faults)
+        self.log.append(self._t, EventKind.SELF_TEST, CommandSource.SYSTEM, detail)
+        if self._failed:
+            self._raise(AlarmKind.SELF_TEST_FAILED, CommandSource.SYSTEM)
+            return _refuse(Rejection.SELF_TEST_FAILED, f"power-on self test {detail}")
+        return _ok("self test passed")
+
+    def _power_off(self, command: PowerOff) -> CommandResult:
+        if command.source is not CommandSource.KEYPAD:
+            return _refuse(Rejection.NOT_AT_PUMP, "the pump is switched off at the pump only")
+        if self.state in (PumpState.INFUSING, PumpState.KVO):
+            return _refuse(Rejection.INFUSING, "stop the infusion before switching off")
+        with self._changing(EventKind.POWER_OFF, command.source):
+            self._powered = False
+            self._failed = False
+            self._paused = False
+            self._kvo = False
+            self._primary = self._secondary = self._pca = None
+            self._pending = None
+            self._alarms.clear()
+        return _ok("switched off")
+
+    def _set_care_area(self, command: SetCareArea) -> CommandResult:
+        if command.source is not CommandSource.KEYPAD:
+            return _refuse(Rejection.NOT_AT_PUMP, "the care area is chosen at the pump only")
+        if self._library is None:
+            return _refuse(Rejection.NO_LIBRARY, "no drug library installed")
+        if self._active() is not None or self._pending is not None:
+            return _refuse(Rejection.INFUSING, "the care area cannot change during a programme")
+        area = self._library.care_area(command.care_area)
+        if area is None:
+            known = ", ".join(a.name for a in self._library.care_areas)
+            return _refuse(
+                Rejection.INVALID,
+                f"care area {command.care_area!r} not in library (known: {known})",
+            )
+        self._care_area = area.name
+        self.log.append(self._t, EventKind.CARE_AREA, command.source, area.name)
+        return _ok(f"care area {area.name}")
+
+    def _program(self, command: Program) -> CommandResult:
+        if command.source in (CommandSource.PATIENT, CommandSource.SYSTEM):
+            return _refuse(Rejection.NOT_AT_PUMP, f"a {command.source} cannot program the pump")
+        if self._library is None:
+            return _refuse(Rejection.NO_LIBRARY, "no drug library installed")
+        if self._care_area is None:
+            return _refuse(Rejection.NO_CARE_AREA, "choose a care area first")
+        programme = command.programme
+        refusal = self._programme_fits(programme)
+        if refusal is not None:
+            return refusal
+        try:
+            ders, running = self._evaluate(programme)
+        except (DosingError, UnitError) as exc:
+            return _refuse(Rejection.INVALID, str(exc))
+        if ders.verdict.blocks or running is None:
+            return CommandResult(False, ders.message, Rejection.DERS_BLOCKED, ders)
+        if self._pending is not None:
+            self.log.append(self._t, EventKind.PROGRAMME_CANCELLED, command.source, "replaced")
+        self._pending = _Plan(programme, command.source, self._t, ders, running)
+        self._alarms.pop(AlarmKind.UNCONFIRMED_PROGRAMME, None)
+        self.log.append(
+            self._t,
+            EventKind.PROGRAMMED,
+            command.source,
+            f"{programme.drug}: {ders.verdict} ({ders.message}); awaiting confirmation at the pump",
+        )
+        return CommandResult(True, f"pre-filled, {ders.verdict}: confirm at the pump", None, ders)
+
+    def _programme_fits(
+        self, programme: ContinuousProgramme | PcaProgramme
+    ) -> CommandResult | None:
+        if programme.vtbi_ml <= 0 or programme.vtbi_ml > self.model.max_vtbi_ml:
+            return _refuse(
+                Rejection.INVALID,
+                f"VTBI {programme.vtbi_ml} mL outside 0-{self.model.max_vtbi_ml} mL for this pump",
+            )
+        if programme.weight_kg is not None and programme.weight_kg <= 0:
+            return _refuse(Rejection.INVALID, "weight must be positive")
+        if isinstance(programme, PcaProgramme):
+            if self.kind is not PumpKind.PCA:
+                return _refuse(Rejection.UNSUPPORTED, f"a {self.kind} pump cannot run PCA")
+            if self._active() is not None:
+                return _refuse(Rejection.INFUSING, "a PCA programme is already running")
+            numbers = (programme.demand_dose, programme.lockout_min, programme.hourly_limit)
+            if min(numbers) <= 0 or programme.basal_rate < 0 or programme.loading_dose < 0:
+                return _refuse(Rejection.INVALID, "PCA doses, lockout and limit must be positive")
+            return None
+        if self.kind is PumpKind.PCA:
+            return _refuse(Rejection.UNSUPPORTED, "a PCA pump runs PCA programmes only")
+        if programme.dose <= 0:
+            return _refuse(Rejection.INVALID, "the dose must be positive")
+        if programme.channel is Channel.SECONDARY:
+            if self.kind is not PumpKind.LVP:
+                return _refuse(Rejection.UNSUPPORTED, "only a large-volume pump has a secondary")
+            if self._primary is None or self._kvo or self._secondary is not None:
+                return _refuse(Rejection.WRONG_STATE, "a secondary needs a running primary")
+        elif self._primary is not None and self._secondary is None:
+            if self._primary.programme.drug.casefold() != programme.drug.casefold():
+                return _refuse(
+                    Rejection.INFUSING, f"{self._primary.programme.drug} is running on this channel"
+                )
+        elif self._secondary is not None:
+            return _refuse(Rejection.INFUSING, "a secondary infusion is running")
+        return None
+
+    def _evaluate(
+        self, programme: ContinuousProgramme | PcaProgramme
+    ) -> tuple[DersResult, _Infusion | _Pca | None]:
+        """Run DERS on what the pump would really deliver (rounding rule 3 of clinical.dosing)."""
+        assert self._library is not None
+        assert self._care_area is not None
+        library, area = self._library, self._care_area
+        if programme.care_area is not None and library.care_area(programme.care_area) is not (
+            library.care_area(area)
+        ):
+            finding = Finding(
+                "care_area",
+                Verdict.CARE_AREA_MISMATCH,
+                f"order for care area {programme.care_area!r}, pump is in {area}",
+            )
+            return DersResult((finding,)), None
+        if isinstance(programme, PcaProgramme):
+            return self._evaluate_pca(library, area, programme)
+        unit = parse_dose_unit(programme.dose_unit)
+        first = check_dose(
+            library,
+            area,
+            programme.drug,
+            programme.dose,
+            unit,
+            weight_kg=programme.weight_kg,
+            concentration=programme.concentration,
+        )
+        entry = first.entry
+        if entry is None or first.verdict.blocks:
+            return first, None
+        conc = entry.to_concentration()
+        exact = dose_to_flow(programme.dose, unit, conc, programme.weight_kg)
+        rate = round_down(exact, self.model.rate_step(exact))
+        effective = flow_to_dose(rate, unit, conc, programme.weight_kg)
+        ders = check_dose(
+            library,
+            area,
+            programme.drug,
+            effective,
+            unit,
+            weight_kg=programme.weight_kg,
+            concentration=programme.concentration,
+        )
+        findings = [self._kind_finding(entry), *self._rate_findings(rate, area)]
+        findings.append(check_limits("vtbi", programme.vtbi_ml, entry.vtbi_ml, "mL"))
+        if entry.max_duration_min is not None and rate > 0:
+            minutes = programme.vtbi_ml / rate * 60
+            findings.append(
+                check_limits("duration", minutes, Limits(hard_max=entry.max_duration_min), "min")
+            )
+        ders = ders.plus(findings)
+        hard_max = entry.continuous.hard_max
+        assert hard_max is not None
+        ceiling = dose_to_flow(entry.unit.convert(hard_max, unit), unit, conc, programme.weight_kg)
+        running = _Infusion(programme, entry, unit, conc, rate, ceiling)
+        return ders, running
+
+    def _evaluate_pca(
+        self, library: DrugLibrary, area: str, programme: PcaProgramme
+    ) -> tuple[DersResult, _Pca | None]:
+        unit = parse_dose_unit(programme.dose_unit)
+        weight, conc_hint = programme.weight_kg, programme.concentration
+
+        def check(dose: Decimal, dose_unit: DoseUnit, kind: DoseKind) -> DersResult:
+            return check_dose(
+                library,
+                area,
+                programme.drug,
+                dose,
+                dose_unit,
+                weight_kg=weight,
+                kind=kind,
+                concentration=conc_hint,
+            )
+
+        demand = check(programme.demand_dose, unit, DoseKind.PCA_DEMAND)
+        entry = demand.entry
+        if entry is None or entry.pca is None or demand.verdict.blocks:
+            return demand, None
+        rule = entry.pca
+        conc = entry.to_concentration()
+        hourly = unit.convert(programme.hourly_limit, rule.unit)
+        findings = [
+            self._kind_finding(entry),
+            check_limits("lockout", programme.lockout_min, rule.lockout_min, "min"),
+            check_limits("hourly_limit", hourly, rule.hourly_limit, str(rule.unit)),
+        ]
+        if programme.loading_dose > 0:
+            findings.extend(check(programme.loading_dose, unit, DoseKind.LOADING).findings)
+        basal_rate = _ZERO
+        if programme.basal_rate > 0:
+            basal_unit = DoseUnit(unit.amount, unit.per_kg, TimeUnit.H)
+            exact = dose_to_flow(programme.basal_rate, basal_unit, conc, weight)
+            basal_rate = round_down(exact, self.model.rate_step(exact))
+            effective = flow_to_dose(basal_rate, basal_unit, conc, weight)
+            findings.extend(check(effective, basal_unit, DoseKind.CONTINUOUS).findings)
+        first_hour = programme.basal_rate + max(programme.demand_dose, programme.loading_dose)
+        if first_hour > programme.hourly_limit:
+            findings.append(
+                Finding(
+                    "hourly_limit",
+                    Verdict.HARD_HIGH,
+                    f"an hour of basal plus one dose ({first_hour} {unit}) exceeds the hourly "
+                    f"limit {programme.hourly_limit} {unit}",
+                )
+            )
+        volume = dose_to_volume(programme.demand_dose, unit, conc, weight, _VOLUME_STEP)
+        hard_max = entry.continuous.hard_max
+        assert hard_max is not None
+        ceiling = self.model.pca_bolus_rate_ml_h + dose_to_flow(hard_max, entry.unit, conc, weight)
+        pca = _Pca(programme, entry, entry.unit, conc, basal_rate, volume, ceiling)
+        return demand.plus(findings), pca
+
+    def _kind_finding(self, entry: DrugEntry) -> Finding:
+        if self.kind in entry.pump_kinds:
+            return Finding("pump_kind", Verdict.OK, f"{entry.name} allowed on {self.kind}")
+        return Finding(
+            "pump_kind",
+            Verdict.NO_MATCH,
+            f"{entry.label()} is not allowed on a {self.kind} pump",
+        )
+
+    def _rate_findings(self, rate: Decimal, area: str) -> list[Finding]:
+        out: list[Finding] = []
+        if not self.model.min_rate_ml_h <= rate <= self.model.max_rate_ml_h:
+            limits = Limits(hard_min=self.model.min_rate_ml_h, hard_max=self.model.max_rate_ml_h)
+            out.append(check_limits("rate", rate, limits, "mL/h"))
+        assert self._library is not None
+        care_area = self._library.care_area(area)
+        if care_area is not None and care_area.max_rate_ml_h is not None:
+            out.append(check_limits("rate", rate, Limits(hard_max=care_area.max_rate_ml_h), "mL/h"))
+        return out
+
+    def _confirm(self, command: Confirm) -> CommandResult:
+        if command.source is not CommandSource.KEYPAD:
+            return _refuse(
+                Rejection.NOT_AT_PUMP, "a programme is confirmed by a clinician at the pump only"
+            )
+        plan = self._pending
+        if plan is None:
+            return _refuse(Rejection.NOTHING_PENDING, "no programme awaits confirmation")
+        misfit = self._programme_fits(plan.programme)
+        if misfit is not None:
+            return misfit
+        ders, running = self._evaluate(plan.programme)
+        if ders.verdict.blocks or running is None:
+            self._pending = None
+            return CommandResult(False, ders.message, Rejection.DERS_BLOCKED, ders)
+        reason = (command.override_reason or "").strip()
+        if ders.verdict.is_soft and not reason:
+            return CommandResult(
+                False,
+                f"{ders.message}: a soft-limit override needs a reason",
+                Rejection.OVERRIDE_REASON_REQUIRED,
+                ders,
+            )
+        alarm = self._stopping_alarm()
+        if alarm is not None:
+            return _refuse(Rejection.ALARM_ACTIVE, f"clear the {alarm.text} alarm first")
+        if ders.verdict.is_soft:
+            self.log.append(
+                self._t, EventKind.OVERRIDE, command.source, f"{ders.message}; reason: {reason}"
+            )
+        starting = self._active() is None
+        kind = EventKind.DELIVERY_START if starting or self._paused else EventKind.DELIVERY_CHANGE
+        detail = f"{plan.programme.drug} confirmed at the pump ({plan.source} programme)"
+        if plan.programme.order_id:
+            detail += f", order {plan.programme.order_id}"
+        with self._changing(kind, plan.source, detail, MDC_EVT_PUMP_DELIV_START):
+            self._pending = None
+            self._paused = False
+            if isinstance(running, _Pca):
+                self._pca = running
+                if running.programme.loading_dose > 0:
+                    self._grant(running, running.programme.loading_dose)
+            elif running.programme.channel is Channel.SECONDARY:
+                self._secondary = running
+            else:
+                self._primary = running
+                self._kvo = False
+            for done in (AlarmKind.UNCONFIRMED_PROGRAMME, AlarmKind.VTBI_COMPLETE):
+                self._alarms.pop(done, None)
+        return CommandResult(True, f"{kind.value}: {detail}", None, ders)
+
+    def _cancel(self, command: Cancel) -> CommandResult:
+        if command.source in (CommandSource.PATIENT, CommandSource.SYSTEM):
+            return _refuse(Rejection.NOT_AT_PUMP, f"a {command.source} cannot cancel programmes")
+        if self._pending is None:
+            return _refuse(Rejection.NOTHING_PENDING, "no programme awaits confirmation")
+        drug = self._pending.programme.drug
+        self._pending = None
+        self._alarms.pop(AlarmKind.UNCONFIRMED_PROGRAMME, None)
+        self.log.append(self._t, EventKind.PROGRAMME_CANCELLED, command.source, drug)
+        return _ok(f"{drug} programme discarded")
+
+    def _pause(self, command: Pause) -> CommandResult:
+        if command.source is CommandSource.PATIENT:
+            return _refuse(Rejection.NOT_AT_PUMP, "the patient cannot stop the infusion")
+        if self.state not in (PumpState.INFUSING, PumpState.KVO):
+            return _refuse(Rejection.WRONG_STATE, f"nothing to pause ({self.state})")
+        with self._changing(
+            EventKind.DELIVERY_STOP, command.source, "paused", MDC_EVT_PUMP_DELIV_STOP
+        ):
+            self._paused = True
+            self._drop_bolus()
+        return _ok("paused")
+
+    def _resume(self, command: Resume) -> CommandResult:
+        if command.source is not CommandSource.KEYPAD:
+            return _refuse(Rejection.NOT_AT_PUMP, "delivery is restarted at the pump only")
+        if self.state is not PumpState.PAUSED:
+            return _refuse(Rejection.WRONG_STATE, f"nothing to resume ({self.state})")
+        alarm = self._stopping_alarm()
+        if alarm is not None:
+            return _refuse(Rejection.ALARM_ACTIVE, f"clear the {alarm.text} alarm first")
+        with self._changing(
+            EventKind.DELIVERY_START, command.source, "resumed", MDC_EVT_PUMP_DELIV_START
+        ):
+            self._paused = False
+        return _ok("resumed")
+
+    def _clear(self, command: Clear) -> CommandResult:
+        if command.source is not CommandSource.KEYPAD:
+            return _refuse(Rejection.NOT_AT_PUMP, "a programme is cleared at the pump only")
+        if self.state not in (PumpState.PAUSED, PumpState.KVO):
+            return _refuse(
+                Rejection.WRONG_STATE, f"pause the infusion before clearing ({self.state})"
+            )
+        with self._changing(
+            EventKind.PROGRAMME_CLEARED,
+            command.source,
+            "programme cleared",
+            MDC_EVT_PUMP_PROG_CLEARED,
+        ):
+            self._primary = self._secondary = self._pca = None
+            self._paused = self._kvo = False
+            for done in (AlarmKind.VTBI_COMPLETE, AlarmKind.SECONDARY_COMPLETE):
+                self._alarms.pop(done, None)
+        return _ok("programme cleared")
+
+    def _demand(self, command: PcaDemand) -> CommandResult:
+        if command.source is not CommandSource.PATIENT:
+            return _refuse(Rejection.NOT_AT_PUMP, "a PCA dose is asked for by the patient's button")
+        pca = self._pca
+        if pca is None or self.state is not PumpState.INFUSING:
+            return _refuse(Rejection.WRONG_STATE, "no PCA programme is running")
+        refusal = self._demand_refusal(pca)
+        if refusal is not None:
+            self.log.append(self._t, EventKind.PCA_DENIED, command.source, refusal.message)
+            return refusal
+        with self._changing(
+            EventKind.PCA_DOSE,
+            command.source,
+            f"demand {pca.programme.demand_dose} {pca.programme.dose_unit}",
+        ):
+            self._grant(pca, pca.programme.demand_dose)
+        return _ok("PCA dose started")
+
+    def _demand_refusal(self, pca: _Pca) -> CommandResult | None:
+        programme = pca.programme
+        if pca.bolus_active:
+            return _refuse(Rejection.LOCKOUT, "a PCA dose is being delivered")
+        if pca.grants:
+            since = self._t - pca.grants[-1][0]
+            lockout = programme.lockout_min * MS_PER_MINUTE
+            if since < lockout:
+                return _refuse(
+                    Rejection.LOCKOUT, f"lockout: {math.ceil((lockout - since) / 1000)} s left"
+                )
+        window = sum((d for t, d in pca.grants if t > self._t - MS_PER_HOUR), _ZERO)
+        if window + programme.demand_dose + programme.basal_rate > programme.hourly_limit:
+            return _refuse(Rejection.HOURLY_LIMIT, "hourly limit reached")
+        if pca.remaining_ml < pca.demand_volume_ml:
+            return _refuse(Rejection.RESERVOIR_EMPTY, "not enough left in the reservoir")
+        return None
+
+    def _grant(self, pca: _Pca, dose: Decimal) -> None:
+        unit = parse_dose_unit(pca.programme.dose_unit)
+        volume = dose_to_volume(
+            dose, unit, pca.concentration, pca.programme.weight_kg, _VOLUME_STEP
+        )
+        pca.grants.append((self._t, dose))
+        pca.bolus_left_ml = min(volume, pca.remaining_ml)
+        pca.bolus_active = pca.bolus_left_ml > 0
+
+    def _acknowledge(self, command: AcknowledgeAlarm) -> CommandResult:
+        if command.source is not CommandSource.KEYPAD:
+            return _refuse(Rejection.NOT_AT_PUMP, "alarms are acknowledged at the pump only")
+        if not self._alarms:
+            return _refuse(Rejection.NOTHING_PENDING, "no active alarm")
+        cleared = []
+        for kind, alarm in list(self._alarms.items()):
+            if self._condition_present(kind):
+                self._alarms[kind] = Alarm(kind, alarm.since_ms, acknowledged=True)
+            else:
+                del self._alarms[kind]
+                cleared.append(kind.text)
+        self.log.append(
+            self._t,
+            EventKind.ALARM_ACK,
+            command.source,
+            "cleared: " + (", ".join(cleared) or "none"),
+        )
+        return _ok("acknowledged")
+
+    def _sensor(self, command: SensorChange) -> CommandResult:
+        if command.source is not CommandSource.SYSTEM:
+            return _refuse(Rejection.INVALID, "sensor conditions come from the pump's own sensors")
+        if command.active:
+            self._sensors.add(command.kind)
+        else:
+            self._sensors.discard(command.kind)
+        self.log.append(
+            self._t,
+            EventKind.SENSOR,
+            command.source,
+            f"{command.kind} {'on' if command.active else 'off'}",
+        )
+        if command.active and self._powered and not self._failed:
+            self._stop(_SENSOR_ALARMS[command.kind])
+        return _ok(f"{command.kind} {'detected' if command.active else 'cleared'}")
+
+    def _mains(self, command: SetMains) -> CommandResult:
+        if command.source is not CommandSource.SYSTEM:
+            return _refuse(Rejection.INVALID, "mains power is sensed by the pump itself")
+        self.battery.mains = command.connected
+        self.log.append(
+            self._t,
+            EventKind.MAINS,
+            command.source,
+            "connected" if command.connected else "on battery",
+        )
+        if self._powered:
+            self._battery_events()
+        return _ok("mains " + ("connected" if command.connected else "disconnected"))
+
+    def _install(self, command: InstallLibrary) -> CommandResult:
+        new = command.library
+        if self._active() is not None:
+            self.log.append(
+                self._t,
+                EventKind.LIBRARY_REFUSED,
+                command.source,
+                f"{new.library_id} v{new.version}: a programme is active",
+            )
+            return _refuse(Rejection.INFUSING, "the drug library cannot change during a programme")
+        old = self._library
+        self._library = new
+        self._pending = None
+        self._alarms.pop(AlarmKind.UNCONFIRMED_PROGRAMME, None)
+        if self._care_area is not None and new.care_area(self._care_area) is None:
+            self._care_area = None
+        was = "none" if old is None else f"v{old.version}"
+        self.log.append(
+            self._t,
+            EventKind.LIBRARY_INSTALLED,
+            command.source,
+            f"{new.library_id} {was} -> v{new.version}",
+        )
+        return _ok(f"library {new.library_id} v{new.version} installed")
+
+
+def _ms_for(volume_ml: Decimal, rate_ml_h: Decimal) -> int:
+    """Whole milliseconds to deliver ``volume_ml`` at ``rate_ml_h`` (rounded up, at least 1)."""
+    if volume_ml <= 0:
+        return 1
+    return max(1, math.ceil(volume_ml / rate_ml_h * MS_PER_HOUR))
+
+
+def _ok(message: str) -> CommandResult:
+    return CommandResult(True, message)
+
+
+def _refuse(rejection: Rejection, message: str) -> CommandResult:
+    return CommandResult(False, message, rejection)
