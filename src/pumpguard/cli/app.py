@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from pumpguard import __version__
+from pumpguard.cli import library
+from pumpguard.cli.demo import demo
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app.add_typer(library.app, name="library")
+app.command()(demo)
 
 
 def _version(value: bool) -> None:
@@ -23,4 +30,15 @@ def _root(
 
 
 def main() -> None:
-    app()
+    """Entry point: a bug must still end in one readable line and a distinct exit code."""
+    try:
+        app()
+    except Exception as exc:
+        if os.environ.get("PUMPGUARD_DEBUG"):
+            raise
+        typer.echo(
+            f"pumpguard: internal error: {type(exc).__name__}: {exc} "
+            "(set PUMPGUARD_DEBUG=1 for the traceback, and please report it)",
+            err=True,
+        )
+        sys.exit(70)

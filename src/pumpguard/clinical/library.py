@@ -130,6 +130,14 @@ class _UpperBounded(Limits):
         return self
 
 
+class _LowerBounded(Limits):
+    @model_validator(mode="after")
+    def _has_hard_min(self) -> _LowerBounded:
+        if self.hard_min is None:
+            raise ValueError("hard_min is required: here too little is the dangerous direction")
+        return self
+
+
 class ConcentrationSpec(_Model):
     """``amount`` ``unit`` in ``volume_ml`` mL, as on the bag or syringe label."""
 
@@ -204,7 +212,7 @@ class PcaRule(_Model):
 
     dose_unit: str
     demand_dose: _UpperBounded
-    lockout_min: _UpperBounded
+    lockout_min: _LowerBounded
     hourly_limit: _UpperBounded
     loading_dose: Limits | None = None
 

@@ -93,6 +93,9 @@ from pumpguard.devices.power import Battery
 __all__ = ["Display", "InfusionPump", "PumpModel", "PumpState"]
 
 _ZERO = Decimal(0)
+_H = Decimal(MS_PER_HOUR)
+"""Volumes are kept internally in mL x ms/h (a rate times milliseconds), which is exact: only
+reading them in mL divides, so no rounding accumulates over a long infusion."""
 _VOLUME_STEP = Decimal("0.01")
 _SENSOR_ALARMS = {
     SensorKind.OCCLUSION: AlarmKind.OCCLUSION,
@@ -167,11 +170,15 @@ class _Infusion:
     concentration: Concentration | None
     rate_ml_h: Decimal
     max_rate_ml_h: Decimal
-    infused_ml: Decimal = _ZERO
+    infused: Decimal = _ZERO
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.programme.vtbi_ml * _H - self.infused
 
     @property
     def remaining_ml(self) -> Decimal:
-        return self.programme.vtbi_ml - self.infused_ml
+        return self.remaining / _H
 
 
 @dataclass(slots=True)
@@ -185,14 +192,18 @@ class _Pca:
     basal_rate_ml_h: Decimal
     demand_volume_ml: Decimal
     max_rate_ml_h: Decimal
-    used_ml: Decimal = _ZERO
+    used: Decimal = _ZERO
     bolus_active: bool = False
-    bolus_left_ml: Decimal = _ZERO
+    bolus_left: Decimal = _ZERO
     grants: list[tuple[int, Decimal]] = field(default_factory=list)
 
     @property
+    def remaining(self) -> Decimal:
+        return self.programme.vtbi_ml * _H - self.used
+
+    @property
     def remaining_ml(self) -> Decimal:
-        return self.programme.vtbi_ml - self.used_ml
+        return self.remaining / _H
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,11 +241,7 @@ class Display:
         )
         out = [head]
         if self.drug is not None:
-            dose = (
-                f"  {self.dose.quantize(Decimal('0.001')).normalize():f} {self.dose_unit}"
-                if self.dose is not None
-                else ""
-            )
+            dose = "" if self.dose is None else f"  {_significant(self.dose)} {self.dose_unit}"
             out.append(f"{self.drug}: {self.rate_ml_h:f} mL/h{dose}")
         out.append(f"infused {self.volume_infused_ml.quantize(Decimal('0.01')):f} mL")
         if self.pending:
@@ -276,10 +283,8 @@ class InfusionPump:
         self._pending: _Plan | None = None
         self._sensors: set[SensorKind] = set()
         self._alarms: dict[AlarmKind, Alarm] = {}
-        self._volume_ml = _ZERO
-        self.battery = Battery(
-            self.model.battery_capacity_mah, self.model.battery_capacity_mah, mains=mains
-        )
+        self._volume = _ZERO
+        self.battery = Battery(self.model.battery_capacity_mah, mains=mains)
 
     # ------------------------------------------------------------------ reading
 
@@ -301,6 +306,21 @@ class InfusionPump:
 
     @property
     def state(self) -> PumpState:
+        self.tick()
+        return self._state()
+
+    @property
+    def delivering_rate_ml_h(self) -> Decimal:
+        """The rate the mechanism is driven at right now: the one source of truth."""
+        self.tick()
+        return self._rate()
+
+    @property
+    def volume_infused_ml(self) -> Decimal:
+        self.tick()
+        return self._volume / _H
+
+    def _state(self) -> PumpState:
         if not self._powered:
             return PumpState.OFF
         if self._failed:
@@ -311,10 +331,8 @@ class InfusionPump:
             return PumpState.PAUSED
         return PumpState.KVO if self._in_kvo() else PumpState.INFUSING
 
-    @property
-    def delivering_rate_ml_h(self) -> Decimal:
-        """The rate the mechanism is driven at right now: the one source of truth."""
-        if self.state not in (PumpState.INFUSING, PumpState.KVO):
+    def _rate(self) -> Decimal:
+        if self._state() not in (PumpState.INFUSING, PumpState.KVO):
             return _ZERO
         if self._pca is not None:
             bolus = self.model.pca_bolus_rate_ml_h if self._pca.bolus_active else _ZERO
@@ -331,17 +349,13 @@ class InfusionPump:
         return self._kvo and self._secondary is None and self._pca is None
 
     @property
-    def volume_infused_ml(self) -> Decimal:
-        return self._volume_ml
-
-    @property
     def pending_verdict(self) -> Verdict | None:
         return None if self._pending is None else self._pending.ders.verdict
 
     def display(self) -> Display:
         """The screen, derived from the delivery engine after catching up with the clock."""
         self.tick()
-        rate = self.delivering_rate_ml_h
+        rate = self._rate()
         drug, channel, dose, unit, remaining = None, None, None, None, None
         active = self._active()
         if isinstance(active, _Infusion):
@@ -360,7 +374,7 @@ class InfusionPump:
         if self._pending is not None:
             pending = f"{self._pending.programme.drug} ({self._pending.ders.verdict})"
         return Display(
-            self.state,
+            self._state(),
             self._care_area,
             None if self._library is None else self._library.version,
             drug,
@@ -368,7 +382,7 @@ class InfusionPump:
             rate,
             dose,
             unit,
-            self._volume_ml,
+            self._volume / _H,
             remaining,
             tuple(a.kind for a in self.alarms),
             pending,
@@ -448,11 +462,11 @@ class InfusionPump:
         remaining = _ZERO if active is None else max(_ZERO, active.remaining_ml)
         channel = active.programme.channel if isinstance(active, _Infusion) else None
         return DeliverySnapshot(
-            self.state.value,
+            self._state().value,
             None if channel is None else channel.value,
             None if active is None else active.programme.drug,
-            self.delivering_rate_ml_h,
-            self._volume_ml,
+            self._rate(),
+            self._volume / _H,
             remaining,
         )
 
@@ -467,24 +481,20 @@ class InfusionPump:
         )
 
     def _load_ma(self) -> Decimal:
-        return (
-            self.model.infusing_draw_ma
-            if self.delivering_rate_ml_h > 0
-            else self.model.idle_draw_ma
-        )
+        return self.model.infusing_draw_ma if self._rate() > 0 else self.model.idle_draw_ma
 
     def _next_event_ms(self) -> int:
         candidates = [self._clock.now_ms()]
-        rate = self.delivering_rate_ml_h
+        rate = self._rate()
         active = self._active()
         if rate > 0 and active is not None:
             if isinstance(active, _Pca):
                 if active.bolus_active:
                     bolus_rate = self.model.pca_bolus_rate_ml_h
-                    candidates.append(self._t + _ms_for(active.bolus_left_ml, bolus_rate))
-                candidates.append(self._t + _ms_for(active.remaining_ml, rate))
+                    candidates.append(self._t + _ms_for(active.bolus_left, bolus_rate))
+                candidates.append(self._t + _ms_for(active.remaining, rate))
             elif not self._in_kvo():
-                candidates.append(self._t + _ms_for(active.remaining_ml, rate))
+                candidates.append(self._t + _ms_for(active.remaining, rate))
         if self._powered:
             load = self._load_ma()
             for level in (self._low_battery_mah(), _ZERO):
@@ -498,24 +508,25 @@ class InfusionPump:
     def _deliver(self, dt_ms: int) -> None:
         if self._powered:
             self.battery.advance(dt_ms, self._load_ma())
-        rate = self.delivering_rate_ml_h
+        rate = self._rate()
         if rate <= 0:
             return
         if rate > self._rate_ceiling():
             self._watchdog_stop(rate)
             return
-        volume = rate * dt_ms / MS_PER_HOUR
+        volume = rate * dt_ms
         active = self._active()
         if isinstance(active, _Pca):
-            volume = min(volume, active.remaining_ml)
-            bolus_rate = self.model.pca_bolus_rate_ml_h if active.bolus_active else _ZERO
-            bolus = min(active.bolus_left_ml, bolus_rate * dt_ms / MS_PER_HOUR, volume)
-            active.bolus_left_ml -= bolus
-            active.used_ml += volume
+            bolus = _ZERO
+            if active.bolus_active:
+                bolus = min(active.bolus_left, self.model.pca_bolus_rate_ml_h * dt_ms)
+            volume = min(bolus + active.basal_rate_ml_h * dt_ms, active.remaining)
+            active.bolus_left -= bolus
+            active.used += volume
         elif isinstance(active, _Infusion) and not self._in_kvo():
-            volume = min(volume, active.remaining_ml)
-            active.infused_ml += volume
-        self._volume_ml += volume
+            volume = min(volume, active.remaining)
+            active.infused += volume
+        self._volume += volume
 
     def _rate_ceiling(self) -> Decimal:
         active = self._active()
@@ -536,8 +547,8 @@ class InfusionPump:
 
     def _timed_events(self) -> None:
         active = self._active()
-        if isinstance(active, _Pca) and self.state is PumpState.INFUSING:
-            if active.bolus_active and active.bolus_left_ml <= 0:
+        if isinstance(active, _Pca) and self._state() is PumpState.INFUSING:
+            if active.bolus_active and active.bolus_left <= 0:
                 with self._changing(
                     EventKind.DELIVERY_CHANGE, CommandSource.SYSTEM, "PCA dose delivered"
                 ):
@@ -546,7 +557,7 @@ class InfusionPump:
                 self._stop(AlarmKind.RESERVOIR_EMPTY)
         elif (
             isinstance(active, _Infusion)
-            and self.state is PumpState.INFUSING
+            and self._state() is PumpState.INFUSING
             and active.remaining_ml <= 0
         ):
             self._complete(active)
@@ -583,9 +594,9 @@ class InfusionPump:
     def _battery_events(self) -> None:
         if not self._powered or self.battery.mains:
             return
-        if self.battery.charge_mah <= 0:
+        if self.battery.at_or_below(_ZERO):
             self._stop(AlarmKind.BATTERY_DEPLETED)
-        elif self.battery.charge_mah <= self._low_battery_mah():
+        elif self.battery.at_or_below(self._low_battery_mah()):
             self._raise(AlarmKind.BATTERY_LOW, CommandSource.SYSTEM)
 
     def _low_battery_mah(self) -> Decimal:
@@ -608,7 +619,7 @@ class InfusionPump:
 
     def _stop(self, kind: AlarmKind) -> None:
         """A stopping alarm: halt delivery now (fail safe) and alarm."""
-        if self.state in (PumpState.INFUSING, PumpState.KVO):
+        if self._state() in (PumpState.INFUSING, PumpState.KVO):
             with self._changing(
                 EventKind.DELIVERY_STOP,
                 CommandSource.SYSTEM,
@@ -623,16 +634,16 @@ class InfusionPump:
         """A stopped PCA dose is abandoned, never resumed: the patient can ask again."""
         if self._pca is not None:
             self._pca.bolus_active = False
-            self._pca.bolus_left_ml = _ZERO
+            self._pca.bolus_left = _ZERO
 
     def _condition_present(self, kind: AlarmKind) -> bool:
         sensor = next((s for s, a in _SENSOR_ALARMS.items() if a is kind), None)
         if sensor is not None:
             return sensor in self._sensors
         if kind is AlarmKind.BATTERY_DEPLETED:
-            return self.battery.charge_mah <= 0 and not self.battery.mains
+            return self.battery.at_or_below(_ZERO) and not self.battery.mains
         if kind is AlarmKind.BATTERY_LOW:
-            return self.battery.charge_mah <= self._low_battery_mah() and not self.battery.mains
+            return self.battery.at_or_below(self._low_battery_mah()) and not self.battery.mains
         if kind is AlarmKind.UNCONFIRMED_PROGRAMME:
             return self._pending is not None
         if kind is AlarmKind.RESERVOIR_EMPTY:
@@ -664,7 +675,7 @@ class InfusionPump:
     def _power_off(self, command: PowerOff) -> CommandResult:
         if command.source is not CommandSource.KEYPAD:
             return _refuse(Rejection.NOT_AT_PUMP, "the pump is switched off at the pump only")
-        if self.state in (PumpState.INFUSING, PumpState.KVO):
+        if self._state() in (PumpState.INFUSING, PumpState.KVO):
             return _refuse(Rejection.INFUSING, "stop the infusion before switching off")
         with self._changing(EventKind.POWER_OFF, command.source):
             self._powered = False
@@ -707,7 +718,9 @@ class InfusionPump:
             return refusal
         try:
             ders, running = self._evaluate(programme)
-        except (DosingError, UnitError) as exc:
+        except UnitError as exc:
+            ders, running = DersResult((Finding("unit", Verdict.UNITS_MISMATCH, str(exc)),)), None
+        except DosingError as exc:
             return _refuse(Rejection.INVALID, str(exc))
         if ders.verdict.blocks or running is None:
             return CommandResult(False, ders.message, Rejection.DERS_BLOCKED, ders)
@@ -959,8 +972,8 @@ class InfusionPump:
     def _pause(self, command: Pause) -> CommandResult:
         if command.source is CommandSource.PATIENT:
             return _refuse(Rejection.NOT_AT_PUMP, "the patient cannot stop the infusion")
-        if self.state not in (PumpState.INFUSING, PumpState.KVO):
-            return _refuse(Rejection.WRONG_STATE, f"nothing to pause ({self.state})")
+        if self._state() not in (PumpState.INFUSING, PumpState.KVO):
+            return _refuse(Rejection.WRONG_STATE, f"nothing to pause ({self._state()})")
         with self._changing(
             EventKind.DELIVERY_STOP, command.source, "paused", MDC_EVT_PUMP_DELIV_STOP
         ):
@@ -971,8 +984,8 @@ class InfusionPump:
     def _resume(self, command: Resume) -> CommandResult:
         if command.source is not CommandSource.KEYPAD:
             return _refuse(Rejection.NOT_AT_PUMP, "delivery is restarted at the pump only")
-        if self.state is not PumpState.PAUSED:
-            return _refuse(Rejection.WRONG_STATE, f"nothing to resume ({self.state})")
+        if self._state() is not PumpState.PAUSED:
+            return _refuse(Rejection.WRONG_STATE, f"nothing to resume ({self._state()})")
         alarm = self._stopping_alarm()
         if alarm is not None:
             return _refuse(Rejection.ALARM_ACTIVE, f"clear the {alarm.text} alarm first")
@@ -985,9 +998,9 @@ class InfusionPump:
     def _clear(self, command: Clear) -> CommandResult:
         if command.source is not CommandSource.KEYPAD:
             return _refuse(Rejection.NOT_AT_PUMP, "a programme is cleared at the pump only")
-        if self.state not in (PumpState.PAUSED, PumpState.KVO):
+        if self._state() not in (PumpState.PAUSED, PumpState.KVO):
             return _refuse(
-                Rejection.WRONG_STATE, f"pause the infusion before clearing ({self.state})"
+                Rejection.WRONG_STATE, f"pause the infusion before clearing ({self._state()})"
             )
         with self._changing(
             EventKind.PROGRAMME_CLEARED,
@@ -1005,7 +1018,7 @@ class InfusionPump:
         if command.source is not CommandSource.PATIENT:
             return _refuse(Rejection.NOT_AT_PUMP, "a PCA dose is asked for by the patient's button")
         pca = self._pca
-        if pca is None or self.state is not PumpState.INFUSING:
+        if pca is None or self._state() is not PumpState.INFUSING:
             return _refuse(Rejection.WRONG_STATE, "no PCA programme is running")
         refusal = self._demand_refusal(pca)
         if refusal is not None:
@@ -1033,7 +1046,7 @@ class InfusionPump:
         window = sum((d for t, d in pca.grants if t > self._t - MS_PER_HOUR), _ZERO)
         if window + programme.demand_dose + programme.basal_rate > programme.hourly_limit:
             return _refuse(Rejection.HOURLY_LIMIT, "hourly limit reached")
-        if pca.remaining_ml < pca.demand_volume_ml:
+        if pca.remaining < pca.demand_volume_ml * _H:
             return _refuse(Rejection.RESERVOIR_EMPTY, "not enough left in the reservoir")
         return None
 
@@ -1043,8 +1056,8 @@ class InfusionPump:
             dose, unit, pca.concentration, pca.programme.weight_kg, _VOLUME_STEP
         )
         pca.grants.append((self._t, dose))
-        pca.bolus_left_ml = min(volume, pca.remaining_ml)
-        pca.bolus_active = pca.bolus_left_ml > 0
+        pca.bolus_left = min(volume * _H, pca.remaining)
+        pca.bolus_active = pca.bolus_left > 0
 
     def _acknowledge(self, command: AcknowledgeAlarm) -> CommandResult:
         if command.source is not CommandSource.KEYPAD:
@@ -1123,11 +1136,19 @@ class InfusionPump:
         return _ok(f"library {new.library_id} v{new.version} installed")
 
 
-def _ms_for(volume_ml: Decimal, rate_ml_h: Decimal) -> int:
-    """Whole milliseconds to deliver ``volume_ml`` at ``rate_ml_h`` (rounded up, at least 1)."""
-    if volume_ml <= 0:
+def _ms_for(volume: Decimal, rate_ml_h: Decimal) -> int:
+    """Whole milliseconds to deliver ``volume`` (mL x ms/h) at ``rate_ml_h``: rounded up, >= 1."""
+    if volume <= 0:
         return 1
-    return max(1, math.ceil(volume_ml / rate_ml_h * MS_PER_HOUR))
+    return max(1, math.ceil(volume / rate_ml_h))
+
+
+def _significant(value: Decimal, digits: int = 3) -> str:
+    """Render for a screen: ``digits`` significant figures, half-even (rounding rule 4)."""
+    if value == 0:
+        return "0"
+    exponent = value.adjusted() - digits + 1
+    return f"{value.quantize(Decimal(1).scaleb(exponent)).normalize():f}"
 
 
 def _ok(message: str) -> CommandResult:

@@ -1,0 +1,8 @@
+"""Data files shipped inside the package, so embedded defaults need no network or checkout."""
+
+from pathlib import Path
+
+__all__ = ["EXAMPLE_LIBRARY"]
+
+EXAMPLE_LIBRARY = Path(__file__).with_name("example-drug-library.json")
+"""The example drug library (``examples/drug-library.json`` in the repository links here)."""
