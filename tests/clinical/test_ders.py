@@ -92,6 +92,19 @@ def test_severity_orders_every_verdict_once() -> None:
     for blocking in (v for v in Verdict if v.blocks):
         assert SEVERITY.index(blocking) > SEVERITY.index(Verdict.SOFT_HIGH)
     assert SEVERITY.index(Verdict.SOFT_LOW) > SEVERITY.index(Verdict.OK)
+    # the documented order, least severe first
+    assert SEVERITY == (
+        Verdict.OK,
+        Verdict.SOFT_LOW,
+        Verdict.SOFT_HIGH,
+        Verdict.HARD_LOW,
+        Verdict.HARD_HIGH,
+        Verdict.WEIGHT_OUT_OF_RANGE,
+        Verdict.WEIGHT_REQUIRED,
+        Verdict.UNITS_MISMATCH,
+        Verdict.NO_MATCH,
+        Verdict.CARE_AREA_MISMATCH,
+    )
 
 
 # --- DersResult -------------------------------------------------------------------------------
@@ -612,9 +625,7 @@ def test_resolve_entry(library: DrugLibrary) -> None:
 def test_bolus_uses_the_bolus_rule(
     library: DrugLibrary, dose: Decimal, unit: str, verdict: Verdict
 ) -> None:
-    result = check_dose(
-        library, "ICU", "Heparin", dose, unit, weight_kg=D(80), kind=DoseKind.BOLUS
-    )
+    result = check_dose(library, "ICU", "Heparin", dose, unit, weight_kg=D(80), kind=DoseKind.BOLUS)
     assert result.verdict is verdict
 
 

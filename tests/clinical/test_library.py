@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from collections.abc import Callable
 from decimal import Decimal
@@ -268,6 +269,13 @@ M = "care_areas.1.entries.0"  # Med-Surg Heparin
             "pca.hourly_limit",
             "hard_max is required",
             id="missing-pca-hourly-hard-max",
+        ),
+        pytest.param(
+            _delete(f"{F}.pca.lockout_min.hard_min"),
+            FENTANYL,
+            "pca.lockout_min",
+            "hard_min is required",
+            id="missing-pca-lockout-hard-min",
         ),
         pytest.param(
             _set(f"{N}.concentration.unit", "mcg-ish"),
@@ -768,7 +776,7 @@ def test_library_level_issues_reported_with_field_issues(
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "BUG: DrugLibrary.version is a lax pydantic int, so \"3\" and true are accepted "
+        'BUG: DrugLibrary.version is a lax pydantic int, so "3" and true are accepted '
         "(true becomes version 1) though the JSON Schema says integer; use "
         "Annotated[int, Field(ge=1, strict=True)]"
     ),
@@ -815,7 +823,7 @@ LIMIT_NAMES = ("hard_min", "soft_min", "soft_max", "hard_max")
 def test_limits_accept_exactly_the_ordered_chains(values: list[Decimal | None]) -> None:
     given_values = {n: v for n, v in zip(LIMIT_NAMES, values, strict=True) if v is not None}
     present = [v for v in values if v is not None]
-    ordered = all(a <= b for a, b in zip(present, present[1:], strict=False))
+    ordered = all(a <= b for a, b in itertools.pairwise(present))
     if ordered:
         limits = Limits(**given_values)  # type: ignore[arg-type]
         for name, value in given_values.items():
@@ -934,7 +942,9 @@ def test_schema_header() -> None:
     json.dumps(schema)  # serialisable as published
 
 
-def test_schema_accepts_the_valid_library(validator: Draft202012Validator, library_dict: Lib) -> None:
+def test_schema_accepts_the_valid_library(
+    validator: Draft202012Validator, library_dict: Lib
+) -> None:
     errors = list(validator.iter_errors(library_dict))
     assert errors == []
 

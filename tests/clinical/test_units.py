@@ -271,9 +271,7 @@ def test_convert_mcg_per_min_to_mg_per_h() -> None:
 
 
 def test_convert_per_kg_rate() -> None:
-    assert parse_dose_unit("mcg/kg/min").convert(D("0.1"), parse_dose_unit("mg/kg/h")) == D(
-        "0.006"
-    )
+    assert parse_dose_unit("mcg/kg/min").convert(D("0.1"), parse_dose_unit("mg/kg/h")) == D("0.006")
 
 
 @pytest.mark.xfail(

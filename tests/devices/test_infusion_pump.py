@@ -100,7 +100,9 @@ def test_soft_limit_needs_a_logged_override_reason(make_pump: PumpFactory) -> No
     assert pump.pending_verdict is Verdict.SOFT_HIGH
     refused = pump.handle(Confirm())
     assert refused.rejection is Rejection.OVERRIDE_REASON_REQUIRED
-    assert pump.handle(Confirm(override_reason="   ")).rejection is Rejection.OVERRIDE_REASON_REQUIRED
+    assert (
+        pump.handle(Confirm(override_reason="   ")).rejection is Rejection.OVERRIDE_REASON_REQUIRED
+    )
     assert pump.handle(Confirm(override_reason="aPTT low per nomogram")).accepted
     overrides = [e for e in pump.log if e.kind is EventKind.OVERRIDE]
     assert len(overrides) == 1
@@ -142,7 +144,9 @@ def test_rounding_never_delivers_more_than_ordered(make_pump: PumpFactory) -> No
 def test_rounding_below_hard_min_is_reported(make_pump: PumpFactory) -> None:
     """Hard min 2 units/kg/h: at 33.3 kg, 2.0001 is 0.66603 mL/h -> 0.66 mL/h = 1.98 units/kg/h."""
     pump = make_pump()
-    odd = ContinuousProgramme("Heparin", Decimal("2.0001"), "units/kg/h", Decimal(10), Decimal("33.3"))
+    odd = ContinuousProgramme(
+        "Heparin", Decimal("2.0001"), "units/kg/h", Decimal(10), Decimal("33.3")
+    )
     result = pump.handle(Program(odd))
     assert result.ders is not None
     assert result.ders.verdict is Verdict.HARD_LOW
@@ -228,7 +232,9 @@ def test_kvo_never_exceeds_the_programmed_rate(make_pump: PumpFactory, clock: Vi
     assert pump.delivering_rate_ml_h == Decimal("0.5")
 
 
-def test_secondary_piggyback_returns_to_primary(make_pump: PumpFactory, clock: VirtualClock) -> None:
+def test_secondary_piggyback_returns_to_primary(
+    make_pump: PumpFactory, clock: VirtualClock
+) -> None:
     pump = make_pump()
     start(pump, ContinuousProgramme("Saline", Decimal(50), "mL/h", Decimal(500)))
     secondary = ContinuousProgramme(
@@ -248,7 +254,9 @@ def test_secondary_piggyback_returns_to_primary(make_pump: PumpFactory, clock: V
 def test_only_an_lvp_has_a_secondary(make_pump: PumpFactory) -> None:
     pump = make_pump(PumpKind.SYRINGE)
     start(pump, ContinuousProgramme("Saline", Decimal(5), "mL/h", Decimal(50)))
-    second = ContinuousProgramme("Saline", Decimal(5), "mL/h", Decimal(5), channel=Channel.SECONDARY)
+    second = ContinuousProgramme(
+        "Saline", Decimal(5), "mL/h", Decimal(5), channel=Channel.SECONDARY
+    )
     assert pump.handle(Program(second)).rejection is Rejection.UNSUPPORTED
 
 
@@ -322,7 +330,9 @@ def test_alarm_priorities_and_codes(make_pump: PumpFactory) -> None:
     assert pump.alarms[0].kind.priority.name == "HIGH"
 
 
-def test_battery_low_then_depleted_stops_safely(make_pump: PumpFactory, clock: VirtualClock) -> None:
+def test_battery_low_then_depleted_stops_safely(
+    make_pump: PumpFactory, clock: VirtualClock
+) -> None:
     pump = make_pump(mains=False)
     start(pump, ContinuousProgramme("Saline", Decimal(10), "mL/h", Decimal(500)))
     # 3000 mAh at 150 mA = 20 h; low at 30 min left (75 mAh)
@@ -496,3 +506,17 @@ def test_log_sequence_is_gapless_and_read_only(make_pump: PumpFactory) -> None:
     with pytest.raises(AttributeError):
         entries[0].detail = "edited"  # type: ignore[misc]
     assert pump.log.since(len(entries) - 1) == (entries[-1],)
+
+
+def test_pca_hourly_limit_counts_the_basal_rate(
+    make_pump: PumpFactory, clock: VirtualClock
+) -> None:
+    """Basal 1 mg/h + 1 mg doses, limit 4 mg/h: at most 3 demand doses in any hour."""
+    pump = make_pump(PumpKind.PCA, care_area="Med-Surg")
+    start(pump, morphine(basal_rate=Decimal(1), hourly_limit=Decimal(4)), reason="opioid tolerant")
+    granted = 0
+    for _ in range(6):
+        granted += pump.handle(PcaDemand()).accepted
+        clock.advance(10 * MS_PER_MINUTE)
+    assert granted == 3
+    assert pump.delivering_rate_ml_h == Decimal(1)
