@@ -436,14 +436,6 @@ def test_dose_in_mg_per_h_is_checked_against_mcg_per_min_entry(
     assert abs(finding.value - value) < D("1e-20")  # type: ignore[operator]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: DoseUnit.factor_to rounds 1000/60 before multiplying, so 24 mg/h becomes "
-        "400.0000000000000000000000001 mcg/min and a dose exactly at the 400 mcg/min hard max "
-        "is reported hard-high"
-    ),
-)
 def test_dose_exactly_at_hard_max_after_conversion_is_not_crossing(library: DrugLibrary) -> None:
     result = check_dose(library, "ICU", "Nitroglycerin", D(24), "mg/h")
     assert result.verdict is Verdict.SOFT_HIGH

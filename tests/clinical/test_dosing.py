@@ -328,15 +328,6 @@ def _exact_flow(dose: Decimal, per_ml_mg: Fraction) -> Fraction:
     return Fraction(dose) / per_ml_mg
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: dosing.dose_to_flow computes 1/(mg per mL) first and multiplies afterwards, so "
-        "3 mg/h at 750 mg/250 mL (exactly 1 mL/h) comes out as 0.9999999999999999999999999998 "
-        "and is rounded down a whole step to 0.9 mL/h (a 10 % underdose); rule 1 promises exact "
-        "arithmetic"
-    ),
-)
 def test_flow_that_is_an_exact_step_multiple_is_not_rounded_down_a_step() -> None:
     conc = Concentration(D(750), AmountUnit.MG, D(250))  # 3 mg/mL
     unit = parse_dose_unit("mg/h")
@@ -344,14 +335,6 @@ def test_flow_that_is_an_exact_step_multiple_is_not_rounded_down_a_step() -> Non
     assert dose_to_flow(D(3), unit, conc, step=D("0.01")) == D("1.00")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: dosing.dose_to_flow/flow_to_dose round intermediate quotients half-even, so "
-        "6 mg/h at 3 mg/mL gives 2.0 mL/h but flow_to_dose(2.0) = 6.000000000000000000000000002 "
-        "mg/h, more than ordered (rule 2) and enough to trip a 6 mg/h hard max under rule 3"
-    ),
-)
 def test_flow_to_dose_of_rounded_flow_never_exceeds_the_order_example() -> None:
     conc = Concentration(D(3), AmountUnit.MG, D(1))
     unit = parse_dose_unit("mg/h")
@@ -360,14 +343,6 @@ def test_flow_to_dose_of_rounded_flow_never_exceeds_the_order_example() -> None:
     assert flow_to_dose(flow, unit, conc) <= D(6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: same as above, over arbitrary concentrations: intermediate rounding lets "
-        "flow_to_dose(dose_to_flow(d, step)) exceed d, and lets a flow fall a whole step below "
-        "floor(exact flow / step) * step"
-    ),
-)
 @given(
     st.decimals(min_value=D("0.01"), max_value=D(1000), places=2),
     st.decimals(min_value=D("0.1"), max_value=D(1000), places=1),

@@ -563,13 +563,6 @@ def test_ml_dose_needs_no_concentration(library_dict: Lib) -> None:
     assert lib.care_areas[0].entries[0].concentration is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: DrugEntry._consistent raises from a model validator, so pydantic reports the "
-        "issue at the entry (field '') instead of at the field it names"
-    ),
-)
 @pytest.mark.parametrize(
     ("mutate", "field"),
     [
@@ -591,7 +584,7 @@ def test_cross_field_issue_names_the_field(library_dict: Lib, mutate: Mutate, fi
 def test_duplicate_drug_in_one_care_area(library_dict: Lib) -> None:
     library_dict["care_areas"][0]["entries"].append(copy.deepcopy(entry(library_dict)))
     issue = only_issue(library_dict)
-    assert issue.where == "care area 'ICU'"
+    assert issue.where == HEPARIN
     assert issue.message == (
         "duplicate drug: 'Heparin 25,000 units in 250 mL' (code HEP25K) is listed twice"
     )
@@ -620,13 +613,6 @@ def test_duplicate_drug_without_concentration(library_dict: Lib) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: CareArea._no_duplicates keys concentrations by their printed text, so the same bag "
-        "written as 25000 units / 250 mL and 25000.0 units / 250.0 mL is not seen as a duplicate"
-    ),
-)
 def test_duplicate_drug_detected_whatever_the_number_spelling(library_dict: Lib) -> None:
     twin = copy.deepcopy(entry(library_dict))
     twin["concentration"] = {"amount": D("25000.0"), "unit": "units", "volume_ml": D("250.0")}
@@ -634,13 +620,6 @@ def test_duplicate_drug_detected_whatever_the_number_spelling(library_dict: Lib)
     assert "is listed twice" in only_issue(library_dict).message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a duplicate drug is located at the care area only; the issue's where should "
-        "also name the drug (the second, duplicated entry)"
-    ),
-)
 def test_duplicate_drug_where_names_the_drug(library_dict: Lib) -> None:
     library_dict["care_areas"][0]["entries"].append(copy.deepcopy(entry(library_dict)))
     assert only_issue(library_dict).where == HEPARIN
@@ -655,13 +634,6 @@ def test_duplicate_care_area(library_dict: Lib, name: str) -> None:
     assert issue.message == "duplicate care area 'ICU'"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: DrugLibrary._references raises from the root model validator, so a duplicate "
-        "care area is reported with an empty where instead of naming the care area"
-    ),
-)
 def test_duplicate_care_area_where_names_the_care_area(library_dict: Lib) -> None:
     library_dict["care_areas"].append(copy.deepcopy(library_dict["care_areas"][0]))
     assert only_issue(library_dict).where.startswith("care area 'ICU'")
@@ -670,24 +642,16 @@ def test_duplicate_care_area_where_names_the_care_area(library_dict: Lib) -> Non
 def test_unlisted_source(library_dict: Lib) -> None:
     entry(library_dict)["sources"] = ["ismp-2020", "uptodate"]
     issue = only_issue(library_dict)
-    assert issue.message == (
-        "care area 'ICU', drug 'Heparin 25,000 units in 250 mL': "
-        "sources ['uptodate'] are not listed in the library's sources"
-    )
+    assert issue.where == HEPARIN
+    assert issue.field == "sources[1]"
+    assert issue.message == "source 'uptodate' is not listed in the library's sources"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: DrugLibrary._references raises from the root model validator, so an unlisted "
-        "source has where='' and field='' (care area and drug are only in the message)"
-    ),
-)
 def test_unlisted_source_is_located(library_dict: Lib) -> None:
     entry(library_dict)["sources"] = ["uptodate"]
     issue = only_issue(library_dict)
     assert issue.where == HEPARIN
-    assert issue.field == "sources"
+    assert issue.field == "sources[0]"
 
 
 # --- every issue at once --------------------------------------------------------------------
@@ -732,27 +696,12 @@ def test_default_source_name(library_dict: Lib) -> None:
     assert info.value.source == "drug library"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: DrugLibrary._references raises on the first unlisted source instead of "
-        "collecting all of them"
-    ),
-)
 def test_every_unlisted_source_is_reported(library_dict: Lib) -> None:
     entry(library_dict)["sources"] = ["uptodate"]
     entry(library_dict, index=1)["sources"] = ["lexicomp"]
     assert len(issues_of(library_dict)) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: library-level checks (duplicate care area, unlisted sources) are pydantic "
-        "after-validators on DrugLibrary and never run when any field elsewhere is invalid, "
-        "so they are not reported together with other issues"
-    ),
-)
 @pytest.mark.parametrize(
     "library_level",
     [
@@ -773,14 +722,6 @@ def test_library_level_issues_reported_with_field_issues(
 # --- int fields: numbers as strings and booleans --------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        'BUG: DrugLibrary.version is a lax pydantic int, so "3" and true are accepted '
-        "(true becomes version 1) though the JSON Schema says integer; use "
-        "Annotated[int, Field(ge=1, strict=True)]"
-    ),
-)
 @pytest.mark.parametrize("version", ["3", True], ids=["string", "boolean"])
 def test_version_must_be_a_json_integer(library_dict: Lib, version: Any) -> None:
     library_dict["version"] = version
@@ -990,12 +931,10 @@ def test_schema_rejects_invalid_libraries(
         pytest.param(
             _set("version", "3"),
             id="version-string",
-            marks=pytest.mark.xfail(strict=True, reason="BUG: version is a lax int, see above"),
         ),
         pytest.param(
             _set("version", True),
             id="version-boolean",
-            marks=pytest.mark.xfail(strict=True, reason="BUG: version is a lax int, see above"),
         ),
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
@@ -244,13 +245,13 @@ def test_compatible_with(a: str, b: str, compatible: bool) -> None:
     ("a", "b", "factor"),
     [
         ("mcg/min", "mg/h", D("0.06")),
-        ("mg/h", "mg/min", 1 / D(60)),
+        ("mg/h", "mg/min", Fraction(1, 60)),
         ("mg/min", "mg/h", D(60)),
         ("mg/h", "mcg/h", D(1000)),
         ("g/h", "mg/h", D(1000)),
         ("mcg/h", "ng/h", D(1000)),
         ("mcg/kg/min", "mg/kg/h", D("0.06")),
-        ("units/h", "milliunits/min", D(1000) / D(60)),
+        ("units/h", "milliunits/min", Fraction(1000, 60)),
         ("milliunits/min", "units/h", D("0.06")),
         ("mg", "mcg", D(1000)),
         ("mcg/kg", "mg/kg", D("0.001")),
@@ -274,14 +275,6 @@ def test_convert_per_kg_rate() -> None:
     assert parse_dose_unit("mcg/kg/min").convert(D("0.1"), parse_dose_unit("mg/kg/h")) == D("0.006")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: DoseUnit.factor_to divides before multiplying, so mg/h -> mcg/min uses the "
-        "rounded factor 16.66666666666666666666666667 and 24 mg/h converts to "
-        "400.0000000000000000000000001 mcg/min instead of exactly 400"
-    ),
-)
 def test_convert_mg_per_h_to_mcg_per_min_is_exact() -> None:
     # 24 mg/h is exactly 400 mcg/min; a dose exactly at a 400 mcg/min limit must not cross it.
     assert parse_dose_unit("mg/h").convert(D(24), parse_dose_unit("mcg/min")) == D(400)
@@ -307,5 +300,5 @@ def test_convert_is_linear_and_order_preserving(value: Decimal, a: str) -> None:
     ua, ub = parse_dose_unit(a), parse_dose_unit("mcg/min")
     factor = ua.factor_to(ub)
     assert factor > 0
-    assert ua.convert(value, ub) == value * factor
+    assert ua.convert(value, ub) == value * factor.numerator / factor.denominator
     assert ua.convert(value + 1, ub) > ua.convert(value, ub)

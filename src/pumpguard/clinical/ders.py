@@ -135,6 +135,10 @@ def _fmt(value: Decimal) -> str:
 def check_limits(field: str, value: Decimal, limits: Limits | None, unit: str) -> Finding:
     """Compare one value with one set of limits: hard first, then soft."""
     text = f"{field} {_fmt(value)} {unit}".rstrip()
+    if not value.is_finite():
+        return Finding(
+            field, Verdict.HARD_HIGH, f"{field} is not a finite number", None, None, unit
+        )
     if value < 0:
         return Finding(field, Verdict.HARD_LOW, f"{text} is negative", value, Decimal(0), unit)
     if limits is None:
@@ -195,7 +199,7 @@ def _same_concentration(entry: DrugEntry, concentration: Concentration) -> bool:
     own = entry.to_concentration()
     if own is None or own.unit.dimension != concentration.unit.dimension:
         return False
-    return own.per_ml(own.unit) == concentration.per_ml(own.unit)
+    return own.per_ml_exact(own.unit) == concentration.per_ml_exact(own.unit)
 
 
 def _rule(entry: DrugEntry, kind: DoseKind) -> tuple[DoseUnit, Limits] | None:

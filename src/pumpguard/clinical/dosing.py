@@ -2,11 +2,13 @@
 
 Rounding rules, which every caller relies on:
 
-1. All arithmetic is exact decimal arithmetic (28 significant digits); binary floating point never
-   touches a dose.
+1. All arithmetic is exact: conversions are computed as fractions and divided once at the end;
+   binary floating point never touches a dose.
 2. A flow rate computed from a dose is rounded **down** to the pump's rate step, and a volume
    computed from a dose is rounded **down** to the volume step, so rounding can only ever deliver
-   *less* than ordered, never more.
+   *less* than ordered, never more. Where a result has no exact decimal form, flows and volumes
+   are rounded down and doses derived from them rounded up, in the 28th significant digit: a
+   check on the reported dose is never more lenient than the truth.
 3. Because of rule 2, dose error reduction is checked on the dose that the rounded rate really
    delivers (``flow_to_dose``), not only on the dose typed in: rounding can never slip a
    programme past a limit, and a limit hit caused by rounding is reported as such.
@@ -17,9 +19,10 @@ Rounding rules, which every caller relies on:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal, localcontext
+from fractions import Fraction
 
-from pumpguard.clinical.units import AmountUnit, DoseUnit, TimeUnit, UnitError
+from pumpguard.clinical.units import AmountUnit, DoseUnit, TimeUnit
 
 __all__ = [
     "ML_PER_H",
@@ -47,6 +50,20 @@ def round_down(value: Decimal, step: Decimal) -> Decimal:
     return (value / step).to_integral_value(rounding=ROUND_DOWN) * step
 
 
+def _decimal(value: Fraction, rounding: str) -> Decimal:
+    with localcontext() as ctx:
+        ctx.rounding = rounding
+        return Decimal(value.numerator) / Decimal(value.denominator)
+
+
+def _floor_to(value: Fraction, step: Decimal | None) -> Decimal:
+    if step is None:
+        return _decimal(value, ROUND_FLOOR)
+    if step <= 0:
+        raise ValueError("step must be positive")
+    return (value / Fraction(step)).__floor__() * step
+
+
 @dataclass(frozen=True, slots=True)
 class Concentration:
     """``amount`` of drug in ``volume_ml`` of solution, e.g. 25,000 units in 250 mL."""
@@ -61,30 +78,42 @@ class Concentration:
         if self.unit is AmountUnit.ML:
             raise DosingError("a concentration's amount must be a drug amount, not mL")
 
-    def per_ml(self, unit: AmountUnit) -> Decimal:
-        """Drug amount per mL, expressed in ``unit`` (which must share the dimension)."""
+    def per_ml_exact(self, unit: AmountUnit) -> Fraction:
+        """Drug amount per mL in ``unit`` (same dimension), as an exact fraction."""
         if unit.dimension != self.unit.dimension:
             raise DosingError(
                 f"dose in {unit} cannot be given from a concentration in {self.unit}/mL"
             )
-        return self.amount / self.volume_ml * self.unit.base / unit.base
+        base = Fraction(self.unit.base) / Fraction(unit.base)
+        return Fraction(self.amount) / Fraction(self.volume_ml) * base
+
+    def per_ml(self, unit: AmountUnit) -> Decimal:
+        """Drug amount per mL in ``unit``, for display (28 significant digits)."""
+        value = self.per_ml_exact(unit)
+        return Decimal(value.numerator) / Decimal(value.denominator)
 
     def __str__(self) -> str:
         return f"{self.amount:,} {self.unit} in {self.volume_ml} mL"
 
 
-def _amount_per_volume(
+def _ml_per_unit(
     unit: DoseUnit, concentration: Concentration | None, weight_kg: Decimal | None
-) -> Decimal:
-    """How many mL one unit of ``unit`` (times weight) amounts to, before any time factor."""
+) -> Fraction:
+    """mL of solution per one ``unit`` of dose (times the weight), before any time factor."""
     if unit.per_kg and (weight_kg is None or weight_kg <= 0):
         raise DosingError(f"{unit} needs the patient's weight")
-    scale = weight_kg if unit.per_kg and weight_kg is not None else Decimal(1)
+    scale = Fraction(weight_kg) if unit.per_kg and weight_kg is not None else Fraction(1)
     if unit.amount is AmountUnit.ML:
         return scale
     if concentration is None:
         raise DosingError(f"{unit} needs the drug's concentration")
-    return scale / concentration.per_ml(unit.amount)
+    return scale / concentration.per_ml_exact(unit.amount)
+
+
+def _per_hour(unit: DoseUnit) -> Fraction:
+    if unit.time is None:
+        raise DosingError(f"{unit} is not a rate; a continuous dose needs a time base")
+    return Fraction(TimeUnit.H.minutes) / Fraction(unit.time.minutes)
 
 
 def dose_to_flow(
@@ -94,15 +123,9 @@ def dose_to_flow(
     weight_kg: Decimal | None = None,
     step: Decimal | None = None,
 ) -> Decimal:
-    """Flow rate in mL/h that delivers ``dose``; rounded down to ``step`` when one is given."""
-    if unit.time is None:
-        raise DosingError(f"{unit} is not a rate; a continuous dose needs a time base")
-    try:
-        per_time = _amount_per_volume(unit, concentration, weight_kg)
-    except UnitError as exc:
-        raise DosingError(str(exc)) from None
-    flow = dose * per_time * TimeUnit.H.minutes / unit.time.minutes
-    return round_down(flow, step) if step is not None else flow
+    """Flow rate in mL/h that delivers ``dose``, rounded down (to ``step`` when given)."""
+    flow = Fraction(dose) * _ml_per_unit(unit, concentration, weight_kg) * _per_hour(unit)
+    return _floor_to(flow, step)
 
 
 def flow_to_dose(
@@ -111,11 +134,9 @@ def flow_to_dose(
     concentration: Concentration | None,
     weight_kg: Decimal | None = None,
 ) -> Decimal:
-    """The dose, in ``unit``, that a flow rate delivers (exact: no rounding)."""
-    if unit.time is None:
-        raise DosingError(f"{unit} is not a rate")
-    per_time = _amount_per_volume(unit, concentration, weight_kg)
-    return flow_ml_h / per_time * unit.time.minutes / TimeUnit.H.minutes
+    """The dose, in ``unit``, that a flow rate delivers (rounded up if not exact)."""
+    dose = Fraction(flow_ml_h) / _ml_per_unit(unit, concentration, weight_kg) / _per_hour(unit)
+    return _decimal(dose, ROUND_CEILING)
 
 
 def dose_to_volume(
@@ -125,11 +146,10 @@ def dose_to_volume(
     weight_kg: Decimal | None = None,
     step: Decimal | None = None,
 ) -> Decimal:
-    """Volume in mL of a one-off dose (a bolus); rounded down to ``step`` when one is given."""
+    """Volume in mL of a one-off dose (a bolus), rounded down (to ``step`` when given)."""
     if unit.time is not None:
         raise DosingError(f"{unit} is a rate; a bolus dose has no time base")
-    volume = dose * _amount_per_volume(unit, concentration, weight_kg)
-    return round_down(volume, step) if step is not None else volume
+    return _floor_to(Fraction(dose) * _ml_per_unit(unit, concentration, weight_kg), step)
 
 
 def volume_to_dose(
@@ -138,7 +158,8 @@ def volume_to_dose(
     concentration: Concentration | None,
     weight_kg: Decimal | None = None,
 ) -> Decimal:
-    """The one-off dose, in ``unit``, that ``volume_ml`` of solution holds."""
+    """The one-off dose, in ``unit``, that ``volume_ml`` of solution holds (rounded up)."""
     if unit.time is not None:
         raise DosingError(f"{unit} is a rate")
-    return volume_ml / _amount_per_volume(unit, concentration, weight_kg)
+    dose = Fraction(volume_ml) / _ml_per_unit(unit, concentration, weight_kg)
+    return _decimal(dose, ROUND_CEILING)

@@ -8,6 +8,7 @@ know exactly where to look, and a pump must never run on a library it half under
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from collections.abc import Iterator, Sequence
@@ -24,10 +25,12 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from pumpguard.clinical.dosing import Concentration
 from pumpguard.clinical.units import (
@@ -265,14 +268,15 @@ class DrugEntry(_Model):
             if rule_unit.amount is AmountUnit.ML:
                 continue
             if self.concentration is None:
-                raise ValueError(f"{field} {rule_unit} needs a concentration")
+                raise _at(field, f"{field} {rule_unit} needs a concentration")
             conc_unit = parse_amount_unit(self.concentration.unit)
             if conc_unit.dimension != rule_unit.dimension:
-                raise ValueError(
-                    f"{field} {rule_unit} does not match the concentration in {conc_unit}/mL"
+                raise _at(
+                    field, f"{field} {rule_unit} does not match the concentration in {conc_unit}/mL"
                 )
         if (self.pca is None) == (PumpKind.PCA in self.pump_kinds):
-            raise ValueError("an entry has a 'pca' rule exactly when pump_kinds includes 'pca'")
+            field = "pca" if self.pca is None else "pump_kinds"
+            raise _at(field, "an entry has a 'pca' rule exactly when pump_kinds includes 'pca'")
         return self
 
     @property
@@ -290,25 +294,17 @@ class DrugEntry(_Model):
         return drug.strip() == self.code or drug.strip().casefold() == self.name.casefold()
 
 
+def _at(field: str, message: str) -> PydanticCustomError:
+    """An error found by a whole-entry check, located at the field it is about."""
+    return PydanticCustomError("inconsistent", "{message}", {"message": message, "field": field})
+
+
 class CareArea(_Model):
     """A clinical unit's profile (ICU, Med-Surg ...): its own drugs and limits."""
 
     name: Name
     max_rate_ml_h: Positive | None = None
     entries: list[DrugEntry] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _no_duplicates(self) -> CareArea:
-        seen: dict[tuple[str, str], str] = {}
-        for entry in self.entries:
-            conc = "" if entry.concentration is None else str(entry.to_concentration())
-            for key in ((entry.name.casefold(), conc), (entry.code, conc)):
-                if key in seen:
-                    raise ValueError(
-                        f"duplicate drug: {entry.label()!r} (code {entry.code}) is listed twice"
-                    )
-                seen[key] = entry.name
-        return self
 
     def find(self, drug: str) -> list[DrugEntry]:
         return [e for e in self.entries if e.matches(drug)]
@@ -326,27 +322,21 @@ class DrugLibrary(_Model):
 
     format: Literal["pumpguard.drug-library/1"]
     library_id: Name
-    version: Annotated[int, Field(ge=1)]
+    version: Annotated[int, Field(ge=1, strict=True)]
     name: Name
     institution: str | None = None
     sources: list[Source] = Field(default_factory=list)
     care_areas: list[CareArea] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _references(self) -> DrugLibrary:
-        names = [a.name.casefold() for a in self.care_areas]
-        if len(set(names)) != len(names):
-            dup = next(a.name for a in self.care_areas if names.count(a.name.casefold()) > 1)
-            raise ValueError(f"duplicate care area {dup!r}")
-        known = {s.id for s in self.sources}
-        for area in self.care_areas:
-            for entry in area.entries:
-                missing = [s for s in entry.sources if s not in known]
-                if missing:
-                    raise ValueError(
-                        f"care area {area.name!r}, drug {entry.label()!r}: "
-                        f"sources {missing} are not listed in the library's sources"
-                    )
+    def _cross_references(self, info: ValidationInfo) -> DrugLibrary:
+        """Names unique, sources listed; ``parse_library`` runs this on the raw file instead,
+        so that every such issue is reported, located, even beside structural errors."""
+        if info.context and info.context.get("cross_checked"):
+            return self
+        issues = _cross_check(self.model_dump(mode="json"))
+        if issues:
+            raise ValueError("; ".join(str(i) for i in issues))
         return self
 
     def care_area(self, name: str) -> CareArea | None:
@@ -419,14 +409,97 @@ def _message(error: Any) -> str:
 
 def parse_library(data: Any, source: str = "drug library") -> DrugLibrary:
     """Validate already-decoded JSON; raise ``LibraryError`` listing every issue."""
+    issues = _cross_check(data)
     try:
-        return DrugLibrary.model_validate(data)
+        library = DrugLibrary.model_validate(data, context={"cross_checked": True})
     except ValidationError as exc:
-        issues = []
         for error in exc.errors():
-            located = _locate(data, tuple(error["loc"]))
+            loc = tuple(error["loc"])
+            field = (error.get("ctx") or {}).get("field")
+            if error["type"] == "inconsistent" and isinstance(field, str):
+                loc = (*loc, *field.split("."))
+            located = _locate(data, loc)
             issues.append(LibraryIssue(located.where, located.field, _message(error)))
+    if issues:
         raise LibraryError(source, issues) from None
+    return library
+
+
+def _items(node: Any, key: str) -> list[Any]:
+    value = node.get(key) if isinstance(node, dict) else None
+    return value if isinstance(value, list) else []
+
+
+def _text(node: Any, key: str) -> str | None:
+    value = node.get(key) if isinstance(node, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _bag(entry: Any) -> tuple[object, ...]:
+    """The container an entry describes: equal numbers compare equal however they are written."""
+    conc = entry.get("concentration") if isinstance(entry, dict) else None
+    if not isinstance(conc, dict):
+        return ()
+    parts: list[object] = []
+    for key in ("amount", "volume_ml"):
+        try:
+            parts.append(_to_decimal(conc.get(key)))
+        except ValueError:
+            parts.append(repr(conc.get(key)))
+    unit = _text(conc, "unit") or ""
+    with contextlib.suppress(UnitError):
+        unit = parse_amount_unit(unit).text
+    return (*parts, unit)
+
+
+def _label(entry: Any) -> str:
+    """'Heparin 25,000 units in 250 mL', as far as the raw entry allows."""
+    name = _text(entry, "name") or "?"
+    try:
+        return f"{name} {ConcentrationSpec.model_validate(entry.get('concentration'))}"
+    except (ValidationError, AttributeError):
+        return name
+
+
+def _cross_check(data: Any) -> list[LibraryIssue]:
+    """Checks across entries, on the raw document, tolerant of anything malformed (the
+    structural pass reports that): duplicate care areas and drugs, sources not listed."""
+    issues: list[LibraryIssue] = []
+    known = {_text(s, "id") for s in _items(data, "sources")}
+    areas: dict[str, str] = {}
+    for a_index, area in enumerate(_items(data, "care_areas")):
+        area_name = _text(area, "name")
+        where = f"care area {area_name!r}" if area_name else f"care area #{a_index + 1}"
+        if area_name is not None:
+            key = area_name.strip().casefold()
+            if key in areas:
+                issues.append(LibraryIssue(where, "name", f"duplicate care area {areas[key]!r}"))
+            else:
+                areas[key] = area_name
+        seen: set[tuple[object, ...]] = set()
+        for e_index, entry in enumerate(_items(area, "entries")):
+            name, code = _text(entry, "name"), _text(entry, "code")
+            here = f"{where} > " + (f"drug {name!r}" if name else f"drug #{e_index + 1}")
+            keys = [
+                (field, label.strip().casefold(), *_bag(entry))
+                for field, label in (("name", name), ("code", code))
+                if label is not None
+            ]
+            clash = next((key for key in keys if key in seen), None)
+            if clash is not None:
+                message = f"duplicate drug: {_label(entry)!r} (code {code}) is listed twice"
+                issues.append(LibraryIssue(here, str(clash[0]), message))
+            seen.update(keys)
+            for s_index, ref in enumerate(_items(entry, "sources")):
+                if ref not in known:
+                    issues.append(
+                        LibraryIssue(
+                            here,
+                            f"sources[{s_index}]",
+                            f"source {ref!r} is not listed in the library's sources",
+                        )
+                    )
+    return issues
 
 
 def load_library(path: Path | str) -> DrugLibrary:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum, StrEnum
+from fractions import Fraction
 
 __all__ = [
     "AmountUnit",
@@ -146,17 +147,19 @@ class DoseUnit:
             and self.is_rate == other.is_rate
         )
 
-    def factor_to(self, other: DoseUnit) -> Decimal:
-        """The number to multiply a value in ``self`` by to express it in ``other``."""
+    def factor_to(self, other: DoseUnit) -> Fraction:
+        """The exact number to multiply a value in ``self`` by to express it in ``other``."""
         if not self.compatible_with(other):
             raise UnitError(f"cannot convert {self} to {other}")
-        factor = self.amount.base / other.amount.base
+        factor = Fraction(self.amount.base) / Fraction(other.amount.base)
         if self.time is not None and other.time is not None:
-            factor = factor * other.time.minutes / self.time.minutes
+            factor *= Fraction(other.time.minutes) / Fraction(self.time.minutes)
         return factor
 
     def convert(self, value: Decimal, to: DoseUnit) -> Decimal:
-        return value * self.factor_to(to)
+        """``value`` in ``to``; one division, so a value exactly at a limit stays exactly there."""
+        factor = self.factor_to(to)
+        return value * factor.numerator / factor.denominator
 
     def __str__(self) -> str:
         parts = [self.amount.text]
