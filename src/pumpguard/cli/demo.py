@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from pumpguard.cli.common import out
 from pumpguard.cli.library import open_library
 from pumpguard.clinical import PumpKind
 from pumpguard.clock import MS_PER_MINUTE, VirtualClock
@@ -37,8 +37,6 @@ from pumpguard.devices.infusion import (
 )
 from pumpguard.devices.infusion.commands import Command
 
-_out = Console()
-
 
 @dataclass
 class _Step:
@@ -55,7 +53,7 @@ def demo(
 ) -> None:
     """Run a scripted ward shift (ICU and Med-Surg) and show what the pumps did and refused."""
     library = open_library(library_file or EXAMPLE_LIBRARY)
-    _out.print(
+    out.print(
         f"[bold]pumpguard demo[/]: drug library {library.library_id} v{library.version}, "
         f"{len(library.care_areas)} care areas, {sum(1 for _ in library.entries())} entries",
         highlight=False,
@@ -139,7 +137,7 @@ def demo(
         code = step.result.err_code
         detail = step.result.message + (f" (ERR {code})" if code else "")
         table.add_row(str(step.minute), step.pump, step.what, f"{outcome} {detail}")
-    _out.print(table)
+    out.print(table)
 
     screens = Table(title="pump screens at minute 240 (computed from the delivery engine)")
     for column in ("pump", "state", "screen", "delivered", "log entries"):
@@ -153,8 +151,8 @@ def demo(
             f"{pump.volume_infused_ml.quantize(Decimal('0.01'))} mL",
             str(len(pump.log)),
         )
-    _out.print(screens)
+    out.print(screens)
     refused = sum(1 for s in steps if not s.result.accepted)
-    _out.print(
+    out.print(
         f"{len(steps)} commands, {refused} refused by the pumps' own checks.", highlight=False
     )

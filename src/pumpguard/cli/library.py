@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from pumpguard.cli.common import err, out, parse_decimal
 from pumpguard.clinical import (
     DersResult,
     DoseKind,
@@ -29,36 +29,15 @@ app = typer.Typer(
     no_args_is_help=True, help="Validate drug libraries and check doses against them."
 )
 
-_out = Console()
-_err = Console(stderr=True)
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print a human-readable error to stderr and return the exit to raise."""
-    _err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
-
 
 def open_library(path: Path) -> DrugLibrary:
     try:
         return load_library(path)
     except LibraryError as exc:
-        _err.print(f"[bold red]invalid drug library[/] {exc.source}", highlight=False)
+        err.print(f"[bold red]invalid drug library[/] {exc.source}", highlight=False)
         for issue in exc.issues:
-            _err.print(f"  - {issue}", highlight=False, markup=False)
+            err.print(f"  - {issue}", highlight=False, markup=False)
         raise typer.Exit(1) from None
-
-
-def _decimal(name: str, text: str | None) -> Decimal | None:
-    if text is None:
-        return None
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise fail(f"{name} must be a number, got {text!r}", 2) from None
-    if not value.is_finite():
-        raise fail(f"{name} must be a finite number, got {text!r}", 2)
-    return value
 
 
 @app.command()
@@ -72,7 +51,7 @@ def validate(
         return
     entries = sum(1 for _ in library.entries())
     drugs = len({e.name.casefold() for _, e in library.entries()})
-    _out.print(
+    out.print(
         f"[green]valid[/] {library.name} ({library.library_id} v{library.version}): "
         f"{len(library.care_areas)} care areas, {entries} entries, {drugs} drugs",
         highlight=False,
@@ -96,8 +75,8 @@ def check(
 
     Exits 0 when the check ran, whatever the verdict; 1 for an invalid library; 2 for bad input.
     """
-    value = _decimal("--dose", dose)
-    weight_kg = _decimal("--weight", weight)
+    value = parse_decimal("--dose", dose)
+    weight_kg = parse_decimal("--weight", weight)
     assert value is not None
     library = open_library(file)
     result = check_dose(library, care_area, drug, value, unit, weight_kg=weight_kg, kind=kind)
@@ -106,13 +85,13 @@ def check(
         typer.echo(json.dumps(report, indent=2))
         return
     colour = "green" if report["verdict"] == "ok" else "yellow" if result.verdict.is_soft else "red"
-    _out.print(f"[bold {colour}]{report['verdict']}[/]  {result.message}", highlight=False)
+    out.print(f"[bold {colour}]{report['verdict']}[/]  {result.message}", highlight=False)
     if report["err_code"] is not None:
-        _out.print(f"IHE PCD ERR-5 code: {report['err_code']}", highlight=False)
+        out.print(f"IHE PCD ERR-5 code: {report['err_code']}", highlight=False)
     if report["flow_ml_h"] is not None:
-        _out.print(f"flow rate: {report['flow_ml_h']} mL/h", highlight=False)
+        out.print(f"flow rate: {report['flow_ml_h']} mL/h", highlight=False)
     if result.candidates:
-        _out.print("candidates: " + "; ".join(result.candidates), highlight=False)
+        out.print("candidates: " + "; ".join(result.candidates), highlight=False)
 
 
 def _report(
@@ -180,7 +159,7 @@ def show(file: Annotated[Path, typer.Argument(help="Drug library JSON file.")]) 
             f"{_text(lim.soft_min)}-{_text(lim.soft_max)}",
             f"{_text(lim.hard_min)}-{_text(lim.hard_max)}",
         )
-    _out.print(table)
+    out.print(table)
 
 
 def _text(value: Decimal | None) -> str:

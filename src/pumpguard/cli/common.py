@@ -1,0 +1,35 @@
+"""What every ``pumpguard`` command shares: consoles and readable, specific input errors."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+import typer
+from rich.console import Console
+
+__all__ = ["err", "fail", "out", "parse_decimal"]
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``error: message`` to stderr and return the exit to raise (``raise fail(...)``).
+
+    Exit codes: 1 for bad input files or refused operations, 2 for bad command-line usage.
+    """
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def parse_decimal(option: str, text: str | None) -> Decimal | None:
+    """Read a number given on the command line exactly (no float), naming the option if not."""
+    if text is None:
+        return None
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise fail(f"{option} must be a number, got {text!r}", 2) from None
+    if not value.is_finite():
+        raise fail(f"{option} must be a finite number, got {text!r}", 2)
+    return value
