@@ -193,12 +193,10 @@ def _one_off_unit(value: str) -> str:
     return str(unit)
 
 
-class BolusRule(_Model):
-    """A clinician bolus (or loading dose) from the running infusion's container."""
+class _OneOffRule(_Model):
+    """A rule for one-off doses (bolus, PCA demand), whose unit has no time base."""
 
     dose_unit: str
-    dose: _UpperBounded
-    rate_ml_h: Limits | None = None
 
     @field_validator("dose_unit")
     @classmethod
@@ -210,23 +208,20 @@ class BolusRule(_Model):
         return parse_dose_unit(self.dose_unit)
 
 
-class PcaRule(_Model):
+class BolusRule(_OneOffRule):
+    """A clinician bolus (or loading dose) from the running infusion's container."""
+
+    dose: _UpperBounded
+    rate_ml_h: Limits | None = None
+
+
+class PcaRule(_OneOffRule):
     """Patient-controlled analgesia: demand dose, lockout and a cumulative hourly limit."""
 
-    dose_unit: str
     demand_dose: _UpperBounded
     lockout_min: _LowerBounded
     hourly_limit: _UpperBounded
     loading_dose: Limits | None = None
-
-    @field_validator("dose_unit")
-    @classmethod
-    def _one_off(cls, value: str) -> str:
-        return _one_off_unit(value)
-
-    @property
-    def unit(self) -> DoseUnit:
-        return parse_dose_unit(self.dose_unit)
 
 
 class DrugEntry(_Model):

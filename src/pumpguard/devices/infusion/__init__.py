@@ -26,7 +26,8 @@ from pumpguard.devices.infusion.commands import (
     SetMains,
 )
 from pumpguard.devices.infusion.log import DeliverySnapshot, EventKind, EventLog, LogEntry
-from pumpguard.devices.infusion.pump import Display, InfusionPump, PumpModel, PumpState
+from pumpguard.devices.infusion.model import PumpModel, PumpState
+from pumpguard.devices.infusion.pump import Display, InfusionPump
 
 __all__ = [
     "AcknowledgeAlarm",

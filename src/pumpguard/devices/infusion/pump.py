@@ -27,33 +27,24 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 
 from pumpguard.clinical import (
-    Concentration,
     DersResult,
-    DoseKind,
-    DoseUnit,
     DosingError,
-    DrugEntry,
     DrugLibrary,
     Finding,
-    Limits,
     PumpKind,
-    TimeUnit,
     UnitError,
     Verdict,
-    check_dose,
-    check_limits,
-    dose_to_flow,
     dose_to_volume,
     flow_to_dose,
     parse_dose_unit,
-    round_down,
 )
 from pumpguard.clock import MS_PER_HOUR, MS_PER_MINUTE, Clock
+from pumpguard.devices.infusion._programming import evaluate
+from pumpguard.devices.infusion._running import SCALE, ZERO, Infusion, PcaSession
 from pumpguard.devices.infusion.alarms import Alarm, AlarmKind
 from pumpguard.devices.infusion.commands import (
     AcknowledgeAlarm,
@@ -88,122 +79,16 @@ from pumpguard.devices.infusion.log import (
     EventKind,
     EventLog,
 )
+from pumpguard.devices.infusion.model import PumpModel, PumpState
 from pumpguard.devices.power import Battery
 
-__all__ = ["Display", "InfusionPump", "PumpModel", "PumpState"]
+__all__ = ["Display", "InfusionPump"]
 
-_ZERO = Decimal(0)
-_H = Decimal(MS_PER_HOUR)
-"""Volumes are kept internally in mL x ms/h (a rate times milliseconds), which is exact: only
-reading them in mL divides, so no rounding accumulates over a long infusion."""
-_VOLUME_STEP = Decimal("0.01")
 _SENSOR_ALARMS = {
     SensorKind.OCCLUSION: AlarmKind.OCCLUSION,
     SensorKind.AIR_IN_LINE: AlarmKind.AIR_IN_LINE,
     SensorKind.DOOR_OPEN: AlarmKind.DOOR_OPEN,
 }
-
-
-class PumpState(StrEnum):
-    """What the pump is doing, as shown on its screen."""
-
-    OFF = "off"
-    FAILED = "failed"
-    IDLE = "idle"
-    PROGRAMMING = "programming"
-    INFUSING = "infusing"
-    PAUSED = "paused"
-    KVO = "kvo"
-
-
-@dataclass(frozen=True, slots=True)
-class PumpModel:
-    """The mechanical and electrical capabilities of one pump type."""
-
-    kind: PumpKind
-    name: str
-    min_rate_ml_h: Decimal
-    max_rate_ml_h: Decimal
-    kvo_rate_ml_h: Decimal
-    max_vtbi_ml: Decimal
-    pca_bolus_rate_ml_h: Decimal = Decimal(60)
-    unconfirmed_timeout_ms: int = 2 * MS_PER_MINUTE
-    battery_capacity_mah: Decimal = Decimal(3000)
-    idle_draw_ma: Decimal = Decimal(30)
-    infusing_draw_ma: Decimal = Decimal(150)
-    low_battery_minutes: int = 30
-
-    def rate_step(self, rate_ml_h: Decimal) -> Decimal:
-        """Rate resolution: 0.01 mL/h below 100 mL/h, 0.1 mL/h from 100 mL/h."""
-        return Decimal("0.01") if rate_ml_h < 100 else Decimal("0.1")
-
-    @classmethod
-    def for_kind(cls, kind: PumpKind) -> PumpModel:
-        return _MODELS[kind]
-
-
-_MODELS = {
-    PumpKind.LVP: PumpModel(
-        PumpKind.LVP, "pumpguard LVP", Decimal("0.1"), Decimal(999), Decimal(1), Decimal(9999)
-    ),
-    PumpKind.SYRINGE: PumpModel(
-        PumpKind.SYRINGE,
-        "pumpguard syringe",
-        Decimal("0.01"),
-        Decimal(200),
-        Decimal("0.1"),
-        Decimal(60),
-    ),
-    PumpKind.PCA: PumpModel(
-        PumpKind.PCA, "pumpguard PCA", Decimal("0.01"), Decimal(100), Decimal(0), Decimal(250)
-    ),
-}
-
-
-@dataclass(slots=True)
-class _Infusion:
-    """A confirmed continuous programme running on one channel."""
-
-    programme: ContinuousProgramme
-    entry: DrugEntry | None
-    unit: DoseUnit
-    concentration: Concentration | None
-    rate_ml_h: Decimal
-    max_rate_ml_h: Decimal
-    infused: Decimal = _ZERO
-
-    @property
-    def remaining(self) -> Decimal:
-        return self.programme.vtbi_ml * _H - self.infused
-
-    @property
-    def remaining_ml(self) -> Decimal:
-        return self.remaining / _H
-
-
-@dataclass(slots=True)
-class _Pca:
-    """A confirmed PCA programme: basal rate plus patient demand doses from one reservoir."""
-
-    programme: PcaProgramme
-    entry: DrugEntry
-    rate_unit: DoseUnit
-    concentration: Concentration | None
-    basal_rate_ml_h: Decimal
-    demand_volume_ml: Decimal
-    max_rate_ml_h: Decimal
-    used: Decimal = _ZERO
-    bolus_active: bool = False
-    bolus_left: Decimal = _ZERO
-    grants: list[tuple[int, Decimal]] = field(default_factory=list)
-
-    @property
-    def remaining(self) -> Decimal:
-        return self.programme.vtbi_ml * _H - self.used
-
-    @property
-    def remaining_ml(self) -> Decimal:
-        return self.remaining / _H
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +99,7 @@ class _Plan:
     source: CommandSource
     since_ms: int
     ders: DersResult
-    running: _Infusion | _Pca
+    running: Infusion | PcaSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,14 +161,14 @@ class InfusionPump:
         self._powered = False
         self._failed = False
         self._paused = False
-        self._primary: _Infusion | None = None
-        self._secondary: _Infusion | None = None
-        self._pca: _Pca | None = None
+        self._primary: Infusion | None = None
+        self._secondary: Infusion | None = None
+        self._pca: PcaSession | None = None
         self._kvo = False
         self._pending: _Plan | None = None
         self._sensors: set[SensorKind] = set()
         self._alarms: dict[AlarmKind, Alarm] = {}
-        self._volume = _ZERO
+        self._volume = ZERO
         self.battery = Battery(self.model.battery_capacity_mah, mains=mains)
 
     # ------------------------------------------------------------------ reading
@@ -318,7 +203,7 @@ class InfusionPump:
     @property
     def volume_infused_ml(self) -> Decimal:
         self.tick()
-        return self._volume / _H
+        return self._volume / SCALE
 
     def _state(self) -> PumpState:
         if not self._powered:
@@ -333,9 +218,9 @@ class InfusionPump:
 
     def _rate(self) -> Decimal:
         if self._state() not in (PumpState.INFUSING, PumpState.KVO):
-            return _ZERO
+            return ZERO
         if self._pca is not None:
-            bolus = self.model.pca_bolus_rate_ml_h if self._pca.bolus_active else _ZERO
+            bolus = self.model.pca_bolus_rate_ml_h if self._pca.bolus_active else ZERO
             return self._pca.basal_rate_ml_h + bolus
         if self._secondary is not None:
             return self._secondary.rate_ml_h
@@ -358,15 +243,15 @@ class InfusionPump:
         rate = self._rate()
         drug, channel, dose, unit, remaining = None, None, None, None, None
         active = self._active()
-        if isinstance(active, _Infusion):
+        if isinstance(active, Infusion):
             drug, channel = active.programme.drug, active.programme.channel
             unit = str(active.unit)
-            remaining = max(_ZERO, active.remaining_ml)
+            remaining = max(ZERO, active.remaining_ml)
             dose = flow_to_dose(rate, active.unit, active.concentration, active.programme.weight_kg)
-        elif isinstance(active, _Pca):
+        elif isinstance(active, PcaSession):
             drug, channel = active.programme.drug, None
             unit = str(active.rate_unit)
-            remaining = max(_ZERO, active.remaining_ml)
+            remaining = max(ZERO, active.remaining_ml)
             dose = flow_to_dose(
                 rate, active.rate_unit, active.concentration, active.programme.weight_kg
             )
@@ -382,7 +267,7 @@ class InfusionPump:
             rate,
             dose,
             unit,
-            self._volume / _H,
+            self._volume / SCALE,
             remaining,
             tuple(a.kind for a in self.alarms),
             pending,
@@ -452,21 +337,21 @@ class InfusionPump:
 
     # ------------------------------------------------------------------ delivery engine
 
-    def _active(self) -> _Infusion | _Pca | None:
+    def _active(self) -> Infusion | PcaSession | None:
         if self._pca is not None:
             return self._pca
         return self._secondary if self._secondary is not None else self._primary
 
     def _snapshot(self) -> DeliverySnapshot:
         active = self._active()
-        remaining = _ZERO if active is None else max(_ZERO, active.remaining_ml)
-        channel = active.programme.channel if isinstance(active, _Infusion) else None
+        remaining = ZERO if active is None else max(ZERO, active.remaining_ml)
+        channel = active.programme.channel if isinstance(active, Infusion) else None
         return DeliverySnapshot(
             self._state().value,
             None if channel is None else channel.value,
             None if active is None else active.programme.drug,
             self._rate(),
-            self._volume / _H,
+            self._volume / SCALE,
             remaining,
         )
 
@@ -488,7 +373,7 @@ class InfusionPump:
         rate = self._rate()
         active = self._active()
         if rate > 0 and active is not None:
-            if isinstance(active, _Pca):
+            if isinstance(active, PcaSession):
                 if active.bolus_active:
                     bolus_rate = self.model.pca_bolus_rate_ml_h
                     candidates.append(self._t + _ms_for(active.bolus_left, bolus_rate))
@@ -497,7 +382,7 @@ class InfusionPump:
                 candidates.append(self._t + _ms_for(active.remaining, rate))
         if self._powered:
             load = self._load_ma()
-            for level in (self._low_battery_mah(), _ZERO):
+            for level in (self._low_battery_mah(), ZERO):
                 ms = self.battery.ms_until(level, load)
                 if ms is not None:
                     candidates.append(self._t + ms)
@@ -516,14 +401,14 @@ class InfusionPump:
             return
         volume = rate * dt_ms
         active = self._active()
-        if isinstance(active, _Pca):
-            bolus = _ZERO
+        if isinstance(active, PcaSession):
+            bolus = ZERO
             if active.bolus_active:
                 bolus = min(active.bolus_left, self.model.pca_bolus_rate_ml_h * dt_ms)
             volume = min(bolus + active.basal_rate_ml_h * dt_ms, active.remaining)
             active.bolus_left -= bolus
             active.used += volume
-        elif isinstance(active, _Infusion) and not self._in_kvo():
+        elif isinstance(active, Infusion) and not self._in_kvo():
             volume = min(volume, active.remaining)
             active.infused += volume
         self._volume += volume
@@ -547,7 +432,7 @@ class InfusionPump:
 
     def _timed_events(self) -> None:
         active = self._active()
-        if isinstance(active, _Pca) and self._state() is PumpState.INFUSING:
+        if isinstance(active, PcaSession) and self._state() is PumpState.INFUSING:
             if active.bolus_active and active.bolus_left <= 0:
                 with self._changing(
                     EventKind.DELIVERY_CHANGE, CommandSource.SYSTEM, "PCA dose delivered"
@@ -556,7 +441,7 @@ class InfusionPump:
             if active.remaining_ml <= 0:
                 self._stop(AlarmKind.RESERVOIR_EMPTY)
         elif (
-            isinstance(active, _Infusion)
+            isinstance(active, Infusion)
             and self._state() is PumpState.INFUSING
             and active.remaining_ml <= 0
         ):
@@ -569,7 +454,7 @@ class InfusionPump:
         ):
             self._raise(AlarmKind.UNCONFIRMED_PROGRAMME, CommandSource.SYSTEM)
 
-    def _complete(self, infusion: _Infusion) -> None:
+    def _complete(self, infusion: Infusion) -> None:
         if infusion is self._secondary:
             with self._changing(
                 EventKind.DELIVERY_COMPLETE,
@@ -594,7 +479,7 @@ class InfusionPump:
     def _battery_events(self) -> None:
         if not self._powered or self.battery.mains:
             return
-        if self.battery.at_or_below(_ZERO):
+        if self.battery.at_or_below(ZERO):
             self._stop(AlarmKind.BATTERY_DEPLETED)
         elif self.battery.at_or_below(self._low_battery_mah()):
             self._raise(AlarmKind.BATTERY_LOW, CommandSource.SYSTEM)
@@ -634,14 +519,14 @@ class InfusionPump:
         """A stopped PCA dose is abandoned, never resumed: the patient can ask again."""
         if self._pca is not None:
             self._pca.bolus_active = False
-            self._pca.bolus_left = _ZERO
+            self._pca.bolus_left = ZERO
 
     def _condition_present(self, kind: AlarmKind) -> bool:
         sensor = next((s for s, a in _SENSOR_ALARMS.items() if a is kind), None)
         if sensor is not None:
             return sensor in self._sensors
         if kind is AlarmKind.BATTERY_DEPLETED:
-            return self.battery.at_or_below(_ZERO) and not self.battery.mains
+            return self.battery.at_or_below(ZERO) and not self.battery.mains
         if kind is AlarmKind.BATTERY_LOW:
             return self.battery.at_or_below(self._low_battery_mah()) and not self.battery.mains
         if kind is AlarmKind.UNCONFIRMED_PROGRAMME:
@@ -717,7 +602,7 @@ class InfusionPump:
         if refusal is not None:
             return refusal
         try:
-            ders, running = self._evaluate(programme)
+            ders, running = self._evaluate_here(programme)
         except UnitError as exc:
             ders, running = DersResult((Finding("unit", Verdict.UNITS_MISMATCH, str(exc)),)), None
         except DosingError as exc:
@@ -773,139 +658,12 @@ class InfusionPump:
             return _refuse(Rejection.INFUSING, "a secondary infusion is running")
         return None
 
-    def _evaluate(
+    def _evaluate_here(
         self, programme: ContinuousProgramme | PcaProgramme
-    ) -> tuple[DersResult, _Infusion | _Pca | None]:
-        """Run DERS on what the pump would really deliver (rounding rule 3 of clinical.dosing)."""
+    ) -> tuple[DersResult, Infusion | PcaSession | None]:
         assert self._library is not None
         assert self._care_area is not None
-        library, area = self._library, self._care_area
-        if programme.care_area is not None and library.care_area(programme.care_area) is not (
-            library.care_area(area)
-        ):
-            finding = Finding(
-                "care_area",
-                Verdict.CARE_AREA_MISMATCH,
-                f"order for care area {programme.care_area!r}, pump is in {area}",
-            )
-            return DersResult((finding,)), None
-        if isinstance(programme, PcaProgramme):
-            return self._evaluate_pca(library, area, programme)
-        unit = parse_dose_unit(programme.dose_unit)
-        first = check_dose(
-            library,
-            area,
-            programme.drug,
-            programme.dose,
-            unit,
-            weight_kg=programme.weight_kg,
-            concentration=programme.concentration,
-        )
-        entry = first.entry
-        if entry is None or first.verdict.blocks:
-            return first, None
-        conc = entry.to_concentration()
-        exact = dose_to_flow(programme.dose, unit, conc, programme.weight_kg)
-        rate = round_down(exact, self.model.rate_step(exact))
-        effective = flow_to_dose(rate, unit, conc, programme.weight_kg)
-        ders = check_dose(
-            library,
-            area,
-            programme.drug,
-            effective,
-            unit,
-            weight_kg=programme.weight_kg,
-            concentration=programme.concentration,
-        )
-        findings = [self._kind_finding(entry), *self._rate_findings(rate, area)]
-        findings.append(check_limits("vtbi", programme.vtbi_ml, entry.vtbi_ml, "mL"))
-        if entry.max_duration_min is not None and rate > 0:
-            minutes = programme.vtbi_ml / rate * 60
-            findings.append(
-                check_limits("duration", minutes, Limits(hard_max=entry.max_duration_min), "min")
-            )
-        ders = ders.plus(findings)
-        hard_max = entry.continuous.hard_max
-        assert hard_max is not None
-        ceiling = dose_to_flow(entry.unit.convert(hard_max, unit), unit, conc, programme.weight_kg)
-        running = _Infusion(programme, entry, unit, conc, rate, ceiling)
-        return ders, running
-
-    def _evaluate_pca(
-        self, library: DrugLibrary, area: str, programme: PcaProgramme
-    ) -> tuple[DersResult, _Pca | None]:
-        unit = parse_dose_unit(programme.dose_unit)
-        weight, conc_hint = programme.weight_kg, programme.concentration
-
-        def check(dose: Decimal, dose_unit: DoseUnit, kind: DoseKind) -> DersResult:
-            return check_dose(
-                library,
-                area,
-                programme.drug,
-                dose,
-                dose_unit,
-                weight_kg=weight,
-                kind=kind,
-                concentration=conc_hint,
-            )
-
-        demand = check(programme.demand_dose, unit, DoseKind.PCA_DEMAND)
-        entry = demand.entry
-        if entry is None or entry.pca is None or demand.verdict.blocks:
-            return demand, None
-        rule = entry.pca
-        conc = entry.to_concentration()
-        hourly = unit.convert(programme.hourly_limit, rule.unit)
-        findings = [
-            self._kind_finding(entry),
-            check_limits("lockout", programme.lockout_min, rule.lockout_min, "min"),
-            check_limits("hourly_limit", hourly, rule.hourly_limit, str(rule.unit)),
-        ]
-        if programme.loading_dose > 0:
-            findings.extend(check(programme.loading_dose, unit, DoseKind.LOADING).findings)
-        basal_rate = _ZERO
-        if programme.basal_rate > 0:
-            basal_unit = DoseUnit(unit.amount, unit.per_kg, TimeUnit.H)
-            exact = dose_to_flow(programme.basal_rate, basal_unit, conc, weight)
-            basal_rate = round_down(exact, self.model.rate_step(exact))
-            effective = flow_to_dose(basal_rate, basal_unit, conc, weight)
-            findings.extend(check(effective, basal_unit, DoseKind.CONTINUOUS).findings)
-        first_hour = programme.basal_rate + max(programme.demand_dose, programme.loading_dose)
-        if first_hour > programme.hourly_limit:
-            findings.append(
-                Finding(
-                    "hourly_limit",
-                    Verdict.HARD_HIGH,
-                    f"an hour of basal plus one dose ({first_hour} {unit}) exceeds the hourly "
-                    f"limit {programme.hourly_limit} {unit}",
-                )
-            )
-        volume = dose_to_volume(programme.demand_dose, unit, conc, weight, _VOLUME_STEP)
-        hard_max = entry.continuous.hard_max
-        assert hard_max is not None
-        ceiling = self.model.pca_bolus_rate_ml_h + dose_to_flow(hard_max, entry.unit, conc, weight)
-        pca = _Pca(programme, entry, entry.unit, conc, basal_rate, volume, ceiling)
-        return demand.plus(findings), pca
-
-    def _kind_finding(self, entry: DrugEntry) -> Finding:
-        if self.kind in entry.pump_kinds:
-            return Finding("pump_kind", Verdict.OK, f"{entry.name} allowed on {self.kind}")
-        return Finding(
-            "pump_kind",
-            Verdict.NO_MATCH,
-            f"{entry.label()} is not allowed on a {self.kind} pump",
-        )
-
-    def _rate_findings(self, rate: Decimal, area: str) -> list[Finding]:
-        out: list[Finding] = []
-        if not self.model.min_rate_ml_h <= rate <= self.model.max_rate_ml_h:
-            limits = Limits(hard_min=self.model.min_rate_ml_h, hard_max=self.model.max_rate_ml_h)
-            out.append(check_limits("rate", rate, limits, "mL/h"))
-        assert self._library is not None
-        care_area = self._library.care_area(area)
-        if care_area is not None and care_area.max_rate_ml_h is not None:
-            out.append(check_limits("rate", rate, Limits(hard_max=care_area.max_rate_ml_h), "mL/h"))
-        return out
+        return evaluate(self.model, self._library, self._care_area, programme)
 
     def _confirm(self, command: Confirm) -> CommandResult:
         if command.source is not CommandSource.KEYPAD:
@@ -918,7 +676,7 @@ class InfusionPump:
         misfit = self._programme_fits(plan.programme)
         if misfit is not None:
             return misfit
-        ders, running = self._evaluate(plan.programme)
+        ders, running = self._evaluate_here(plan.programme)
         if ders.verdict.blocks or running is None:
             self._pending = None
             return CommandResult(False, ders.message, Rejection.DERS_BLOCKED, ders)
@@ -945,7 +703,7 @@ class InfusionPump:
         with self._changing(kind, plan.source, detail, MDC_EVT_PUMP_DELIV_START):
             self._pending = None
             self._paused = False
-            if isinstance(running, _Pca):
+            if isinstance(running, PcaSession):
                 self._pca = running
                 if running.programme.loading_dose > 0:
                     self._grant(running, running.programme.loading_dose)
@@ -1032,7 +790,7 @@ class InfusionPump:
             self._grant(pca, pca.programme.demand_dose)
         return _ok("PCA dose started")
 
-    def _demand_refusal(self, pca: _Pca) -> CommandResult | None:
+    def _demand_refusal(self, pca: PcaSession) -> CommandResult | None:
         programme = pca.programme
         if pca.bolus_active:
             return _refuse(Rejection.LOCKOUT, "a PCA dose is being delivered")
@@ -1043,20 +801,20 @@ class InfusionPump:
                 return _refuse(
                     Rejection.LOCKOUT, f"lockout: {math.ceil((lockout - since) / 1000)} s left"
                 )
-        window = sum((d for t, d in pca.grants if t > self._t - MS_PER_HOUR), _ZERO)
+        window = sum((d for t, d in pca.grants if t > self._t - MS_PER_HOUR), ZERO)
         if window + programme.demand_dose + programme.basal_rate > programme.hourly_limit:
             return _refuse(Rejection.HOURLY_LIMIT, "hourly limit reached")
-        if pca.remaining < pca.demand_volume_ml * _H:
+        if pca.remaining < pca.demand_volume_ml * SCALE:
             return _refuse(Rejection.RESERVOIR_EMPTY, "not enough left in the reservoir")
         return None
 
-    def _grant(self, pca: _Pca, dose: Decimal) -> None:
+    def _grant(self, pca: PcaSession, dose: Decimal) -> None:
         unit = parse_dose_unit(pca.programme.dose_unit)
         volume = dose_to_volume(
-            dose, unit, pca.concentration, pca.programme.weight_kg, _VOLUME_STEP
+            dose, unit, pca.concentration, pca.programme.weight_kg, self.model.volume_step
         )
         pca.grants.append((self._t, dose))
-        pca.bolus_left = min(volume * _H, pca.remaining)
+        pca.bolus_left = min(volume * SCALE, pca.remaining)
         pca.bolus_active = pca.bolus_left > 0
 
     def _acknowledge(self, command: AcknowledgeAlarm) -> CommandResult:
