@@ -46,7 +46,17 @@ class VirtualClock:
 
 
 class SystemClock:
-    """Wall-clock time, for devices and servers running in real time."""
+    """Real time that only moves forward at the rate of a monotonic clock.
+
+    Anchored to the wall clock once, at construction, so timestamps read as dates; after that,
+    a wall-clock step (NTP, a technician, an attacker) cannot shorten a PCA lockout or make a
+    VTBI complete early, because intervals come from ``time.monotonic_ns``.
+    """
+
+    def __init__(self) -> None:
+        self._wall_at_start = time.time_ns()
+        self._mono_at_start = time.monotonic_ns()
 
     def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
+        elapsed = time.monotonic_ns() - self._mono_at_start
+        return (self._wall_at_start + elapsed) // 1_000_000

@@ -520,3 +520,19 @@ def test_pca_hourly_limit_counts_the_basal_rate(
         clock.advance(10 * MS_PER_MINUTE)
     assert granted == 3
     assert pump.delivering_rate_ml_h == Decimal(1)
+
+
+def test_vtbi_is_never_exceeded_when_completion_falls_between_milliseconds(
+    make_pump: PumpFactory, clock: VirtualClock
+) -> None:
+    """14.22 mL/h needs 253,164.56 ms for 1 mL: the engine stops on the next whole ms and
+    clips the volume there, so exactly 1 mL is delivered, not 1.0000017 mL."""
+    pump = make_pump()
+    start(pump, heparin("17.777", vtbi="1"))
+    assert pump.delivering_rate_ml_h == Decimal("14.22")
+    clock.advance(253_164)
+    assert pump.state is PumpState.INFUSING
+    assert pump.volume_infused_ml < 1
+    clock.advance(1)
+    assert pump.state is PumpState.KVO
+    assert pump.volume_infused_ml == 1

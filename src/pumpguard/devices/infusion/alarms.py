@@ -24,8 +24,8 @@ class AlarmKind(Enum):
     """(text, priority, stops delivery, IEEE 11073-10101 event code, reference id).
 
     Codes are partition 3 (events): 196608 + term, as listed in NIST RTMMS and the IHE PCD TF.
-    No term exists for an unconfirmed programme reminder; it carries no code rather than a
-    borrowed one.
+    No term exists for the unconfirmed-programme and paused-too-long reminders; they carry no
+    code rather than a borrowed one.
     """
 
     OCCLUSION = ("occlusion", AlarmPriority.HIGH, True, 196940, "MDC_EVT_FLUID_LINE_OCCL")
@@ -37,6 +37,14 @@ class AlarmKind(Enum):
     BATTERY_LOW = ("battery-low", AlarmPriority.MEDIUM, False, 196802, "MDC_EVT_BATT_LO")
     VTBI_COMPLETE = ("vtbi-complete", AlarmPriority.MEDIUM, False, 197332, "MDC_EVT_VOL_INFUS_COMP")
     UNCONFIRMED_PROGRAMME = ("unconfirmed-programme", AlarmPriority.MEDIUM, False, None, "")
+    RESERVOIR_LOW = (
+        "reservoir-low",
+        AlarmPriority.MEDIUM,
+        False,
+        197334,
+        "MDC_EVT_VOL_INFUS_NEAR_COMP",
+    )
+    PAUSED_TOO_LONG = ("paused-too-long", AlarmPriority.MEDIUM, False, None, "")
     SECONDARY_COMPLETE = (
         "secondary-complete",
         AlarmPriority.LOW,

@@ -233,6 +233,7 @@ class Rejection(StrEnum):
     HOURLY_LIMIT = "hourly-limit"
     RESERVOIR_EMPTY = "reservoir-empty"
     INFUSING = "infusing"
+    DOWNGRADE = "downgrade"
 
     @property
     def err_code(self) -> int | None:

@@ -161,6 +161,7 @@ class InfusionPump:
         self._powered = False
         self._failed = False
         self._paused = False
+        self._paused_since = 0
         self._primary: Infusion | None = None
         self._secondary: Infusion | None = None
         self._pca: PcaSession | None = None
@@ -257,7 +258,7 @@ class InfusionPump:
             )
         pending = None
         if self._pending is not None:
-            pending = f"{self._pending.programme.drug} ({self._pending.ders.verdict})"
+            pending = _describe(self._pending)
         return Display(
             self._state(),
             self._care_area,
@@ -388,6 +389,11 @@ class InfusionPump:
                     candidates.append(self._t + ms)
         if self._pending is not None and AlarmKind.UNCONFIRMED_PROGRAMME not in self._alarms:
             candidates.append(self._pending.since_ms + self.model.unconfirmed_timeout_ms)
+        if self._state() is PumpState.PAUSED and AlarmKind.PAUSED_TOO_LONG not in self._alarms:
+            candidates.append(self._paused_since + self.model.unconfirmed_timeout_ms)
+        if isinstance(active, PcaSession) and rate > 0 and not self._reservoir_low(active):
+            spare = active.remaining - active.demand_volume_ml * SCALE
+            candidates.append(self._t + _ms_for(spare, rate) + 1)
         return max(self._t + 1, min(candidates))
 
     def _deliver(self, dt_ms: int) -> None:
@@ -438,12 +444,14 @@ class InfusionPump:
                     EventKind.DELIVERY_CHANGE, CommandSource.SYSTEM, "PCA dose delivered"
                 ):
                     active.bolus_active = False
-            if active.remaining_ml <= 0:
+            if active.remaining <= 0:
                 self._stop(AlarmKind.RESERVOIR_EMPTY)
+            elif self._reservoir_low(active):
+                self._raise(AlarmKind.RESERVOIR_LOW, CommandSource.SYSTEM)
         elif (
             isinstance(active, Infusion)
             and self._state() is PumpState.INFUSING
-            and active.remaining_ml <= 0
+            and active.remaining <= 0
         ):
             self._complete(active)
         self._battery_events()
@@ -453,6 +461,16 @@ class InfusionPump:
             and self._t >= self._pending.since_ms + self.model.unconfirmed_timeout_ms
         ):
             self._raise(AlarmKind.UNCONFIRMED_PROGRAMME, CommandSource.SYSTEM)
+        if (
+            self._state() is PumpState.PAUSED
+            and self._t >= self._paused_since + self.model.unconfirmed_timeout_ms
+        ):
+            self._raise(AlarmKind.PAUSED_TOO_LONG, CommandSource.SYSTEM)
+
+    @staticmethod
+    def _reservoir_low(pca: PcaSession) -> bool:
+        """Less than one demand dose left: the patient's next press will be refused."""
+        return pca.remaining < pca.demand_volume_ml * SCALE
 
     def _complete(self, infusion: Infusion) -> None:
         if infusion is self._secondary:
@@ -511,9 +529,13 @@ class InfusionPump:
                 f"stopped by {kind.text} alarm",
                 MDC_EVT_PUMP_DELIV_STOP,
             ):
-                self._paused = True
+                self._pause_now()
                 self._drop_bolus()
         self._raise(kind, CommandSource.SYSTEM)
+
+    def _pause_now(self) -> None:
+        self._paused = True
+        self._paused_since = self._t
 
     def _drop_bolus(self) -> None:
         """A stopped PCA dose is abandoned, never resumed: the patient can ask again."""
@@ -532,13 +554,19 @@ class InfusionPump:
         if kind is AlarmKind.UNCONFIRMED_PROGRAMME:
             return self._pending is not None
         if kind is AlarmKind.RESERVOIR_EMPTY:
-            return self._pca is not None and self._pca.remaining_ml <= 0
+            return self._pca is not None and self._pca.remaining <= 0
+        if kind is AlarmKind.RESERVOIR_LOW:
+            return self._pca is not None and self._reservoir_low(self._pca)
+        if kind is AlarmKind.PAUSED_TOO_LONG:
+            return self._state() is PumpState.PAUSED
         if kind is AlarmKind.SELF_TEST_FAILED:
             return self._failed
         return False
 
     def _stopping_alarm(self) -> AlarmKind | None:
-        return next((k for k in self._alarms if k.stops_delivery), None)
+        """What forbids delivery now: a sensor condition present or a latched stopping alarm."""
+        present = next((_SENSOR_ALARMS[s] for s in sorted(self._sensors)), None)
+        return present or next((k for k in self._alarms if k.stops_delivery), None)
 
     # ------------------------------------------------------------------ commands
 
@@ -555,6 +583,9 @@ class InfusionPump:
         if self._failed:
             self._raise(AlarmKind.SELF_TEST_FAILED, CommandSource.SYSTEM)
             return _refuse(Rejection.SELF_TEST_FAILED, f"power-on self test {detail}")
+        for sensor in sorted(self._sensors):
+            self._raise(_SENSOR_ALARMS[sensor], CommandSource.SYSTEM)
+        self._battery_events()
         return _ok("self test passed")
 
     def _power_off(self, command: PowerOff) -> CommandResult:
@@ -598,6 +629,17 @@ class InfusionPump:
         if self._care_area is None:
             return _refuse(Rejection.NO_CARE_AREA, "choose a care area first")
         programme = command.programme
+        pending = self._pending
+        if (
+            pending is not None
+            and pending.source is not command.source
+            and command.source is not CommandSource.KEYPAD
+        ):
+            return _refuse(
+                Rejection.WRONG_STATE,
+                f"a {pending.source} programme awaits confirmation at the pump; "
+                "only the clinician there may replace it",
+            )
         refusal = self._programme_fits(programme)
         if refusal is not None:
             return refusal
@@ -609,6 +651,9 @@ class InfusionPump:
             return _refuse(Rejection.INVALID, str(exc))
         if ders.verdict.blocks or running is None:
             return CommandResult(False, ders.message, Rejection.DERS_BLOCKED, ders)
+        refusal = self._titration_refusal(running)
+        if refusal is not None:
+            return refusal
         if self._pending is not None:
             self.log.append(self._t, EventKind.PROGRAMME_CANCELLED, command.source, "replaced")
         self._pending = _Plan(programme, command.source, self._t, ders, running)
@@ -624,6 +669,13 @@ class InfusionPump:
     def _programme_fits(
         self, programme: ContinuousProgramme | PcaProgramme
     ) -> CommandResult | None:
+        broken = [
+            name
+            for name in programme.__dataclass_fields__
+            if isinstance(value := getattr(programme, name), Decimal) and not value.is_finite()
+        ]
+        if broken:
+            return _refuse(Rejection.INVALID, f"{', '.join(broken)} must be finite numbers")
         if programme.vtbi_ml <= 0 or programme.vtbi_ml > self.model.max_vtbi_ml:
             return _refuse(
                 Rejection.INVALID,
@@ -658,6 +710,28 @@ class InfusionPump:
             return _refuse(Rejection.INFUSING, "a secondary infusion is running")
         return None
 
+    def _titration_refusal(self, running: Infusion | PcaSession) -> CommandResult | None:
+        """A change to the running primary keeps its bag (entry and concentration) and weight:
+        anything else is a new infusion, which needs the channel cleared first."""
+        current = self._primary
+        if not isinstance(running, Infusion) or current is None or self._secondary is not None:
+            return None
+        if running.programme.channel is not Channel.PRIMARY:
+            return None
+        same_bag = (
+            running.entry is not None
+            and current.entry is not None
+            and running.entry.code == current.entry.code
+            and running.concentration == current.concentration
+        )
+        if same_bag and running.programme.weight_kg == current.programme.weight_kg:
+            return None
+        return _refuse(
+            Rejection.INFUSING,
+            "a titration keeps the running drug, concentration and weight; "
+            "clear the channel to start another bag",
+        )
+
     def _evaluate_here(
         self, programme: ContinuousProgramme | PcaProgramme
     ) -> tuple[DersResult, Infusion | PcaSession | None]:
@@ -680,6 +754,9 @@ class InfusionPump:
         if ders.verdict.blocks or running is None:
             self._pending = None
             return CommandResult(False, ders.message, Rejection.DERS_BLOCKED, ders)
+        refusal = self._titration_refusal(running)
+        if refusal is not None:
+            return refusal
         reason = (command.override_reason or "").strip()
         if ders.verdict.is_soft and not reason:
             return CommandResult(
@@ -712,7 +789,11 @@ class InfusionPump:
             else:
                 self._primary = running
                 self._kvo = False
-            for done in (AlarmKind.UNCONFIRMED_PROGRAMME, AlarmKind.VTBI_COMPLETE):
+            for done in (
+                AlarmKind.UNCONFIRMED_PROGRAMME,
+                AlarmKind.VTBI_COMPLETE,
+                AlarmKind.PAUSED_TOO_LONG,
+            ):
                 self._alarms.pop(done, None)
         return CommandResult(True, f"{kind.value}: {detail}", None, ders)
 
@@ -721,6 +802,11 @@ class InfusionPump:
             return _refuse(Rejection.NOT_AT_PUMP, f"a {command.source} cannot cancel programmes")
         if self._pending is None:
             return _refuse(Rejection.NOTHING_PENDING, "no programme awaits confirmation")
+        keyed_in = self._pending.source is CommandSource.KEYPAD
+        if keyed_in and command.source is not CommandSource.KEYPAD:
+            return _refuse(
+                Rejection.NOT_AT_PUMP, "a programme keyed in at the pump is cancelled there only"
+            )
         drug = self._pending.programme.drug
         self._pending = None
         self._alarms.pop(AlarmKind.UNCONFIRMED_PROGRAMME, None)
@@ -735,7 +821,7 @@ class InfusionPump:
         with self._changing(
             EventKind.DELIVERY_STOP, command.source, "paused", MDC_EVT_PUMP_DELIV_STOP
         ):
-            self._paused = True
+            self._pause_now()
             self._drop_bolus()
         return _ok("paused")
 
@@ -751,6 +837,7 @@ class InfusionPump:
             EventKind.DELIVERY_START, command.source, "resumed", MDC_EVT_PUMP_DELIV_START
         ):
             self._paused = False
+            self._alarms.pop(AlarmKind.PAUSED_TOO_LONG, None)
         return _ok("resumed")
 
     def _clear(self, command: Clear) -> CommandResult:
@@ -767,8 +854,15 @@ class InfusionPump:
             MDC_EVT_PUMP_PROG_CLEARED,
         ):
             self._primary = self._secondary = self._pca = None
-            self._paused = self._kvo = False
-            for done in (AlarmKind.VTBI_COMPLETE, AlarmKind.SECONDARY_COMPLETE):
+            self._paused = False
+            self._kvo = False
+            for done in (
+                AlarmKind.VTBI_COMPLETE,
+                AlarmKind.SECONDARY_COMPLETE,
+                AlarmKind.PAUSED_TOO_LONG,
+                AlarmKind.RESERVOIR_LOW,
+                AlarmKind.RESERVOIR_EMPTY,
+            ):
                 self._alarms.pop(done, None)
         return _ok("programme cleared")
 
@@ -870,6 +964,23 @@ class InfusionPump:
 
     def _install(self, command: InstallLibrary) -> CommandResult:
         new = command.library
+        if command.source not in (CommandSource.SYSTEM, CommandSource.KEYPAD):
+            return _refuse(
+                Rejection.NOT_AT_PUMP,
+                "a drug library is installed by the pump's update client or at the pump only",
+            )
+        installed = self._library
+        if installed is not None and _rolls_back(installed, new):
+            self.log.append(
+                self._t,
+                EventKind.LIBRARY_REFUSED,
+                command.source,
+                f"{new.library_id} v{new.version}: installed is v{installed.version}",
+            )
+            return _refuse(
+                Rejection.DOWNGRADE,
+                f"v{new.version} cannot replace installed v{installed.version} (no rollback)",
+            )
         if self._active() is not None:
             self.log.append(
                 self._t,
@@ -892,6 +1003,30 @@ class InfusionPump:
             f"{new.library_id} {was} -> v{new.version}",
         )
         return _ok(f"library {new.library_id} v{new.version} installed")
+
+
+def _rolls_back(installed: DrugLibrary, new: DrugLibrary) -> bool:
+    """An older version of the same library, or a different document under the same number."""
+    if new.library_id != installed.library_id:
+        return False
+    return new.version < installed.version or (
+        new.version == installed.version and new != installed
+    )
+
+
+def _describe(plan: _Plan) -> str:
+    """What the clinician confirms: drug, dose, the rate it becomes, VTBI, verdict, origin."""
+    programme, running = plan.programme, plan.running
+    if isinstance(programme, PcaProgramme):
+        what = (
+            f"{programme.drug} PCA {programme.demand_dose:f} {programme.dose_unit} "
+            f"lockout {programme.lockout_min:f} min, {programme.hourly_limit:f} "
+            f"{programme.dose_unit}/h"
+        )
+    else:
+        rate = running.rate_ml_h if isinstance(running, Infusion) else ZERO
+        what = f"{programme.drug} {programme.dose:f} {programme.dose_unit} = {rate:f} mL/h"
+    return f"{what}, VTBI {programme.vtbi_ml:f} mL ({plan.ders.verdict}, from {plan.source})"
 
 
 def _ms_for(volume: Decimal, rate_ml_h: Decimal) -> int:
