@@ -8,11 +8,12 @@ import sys
 import typer
 
 from pumpguard import __version__
-from pumpguard.cli import library
+from pumpguard.cli import library, risk
 from pumpguard.cli.demo import demo
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(library.app, name="library")
+app.add_typer(risk.app, name="risk")
 app.command()(demo)
 
 

@@ -6,3 +6,5 @@ __all__ = ["EXAMPLE_LIBRARY"]
 
 EXAMPLE_LIBRARY = Path(__file__).with_name("example-drug-library.json")
 """The example drug library (``examples/drug-library.json`` in the repository links here)."""
+
+DATA_DIR = Path(__file__).parent  # risk assessment data: advisories/, questionnaires/, risk/
