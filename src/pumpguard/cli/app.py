@@ -8,11 +8,13 @@ import sys
 import typer
 
 from pumpguard import __version__
-from pumpguard.cli import library, risk
+from pumpguard.cli import bench, library, risk, sim
 from pumpguard.cli.demo import demo
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(library.app, name="library")
+app.add_typer(sim.app, name="sim")
+app.add_typer(bench.app, name="bench")
 app.add_typer(risk.app, name="risk")
 app.command()(demo)
 

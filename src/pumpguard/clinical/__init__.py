@@ -21,6 +21,15 @@ from pumpguard.clinical.dosing import (
     round_down,
     volume_to_dose,
 )
+from pumpguard.clinical.insulin import (
+    MINUTES_PER_DAY,
+    RAPID_ACTING_ADULT,
+    BasalProfile,
+    BasalSegment,
+    InsulinCurve,
+    InsulinDelivery,
+    InsulinError,
+)
 from pumpguard.clinical.library import (
     FORMAT,
     BolusRule,
@@ -51,9 +60,13 @@ from pumpguard.clinical.units import (
 
 __all__ = [
     "FORMAT",
+    "MINUTES_PER_DAY",
     "ML_PER_H",
+    "RAPID_ACTING_ADULT",
     "SEVERITY",
     "AmountUnit",
+    "BasalProfile",
+    "BasalSegment",
     "BolusRule",
     "CareArea",
     "Concentration",
@@ -66,6 +79,9 @@ __all__ = [
     "DrugEntry",
     "DrugLibrary",
     "Finding",
+    "InsulinCurve",
+    "InsulinDelivery",
+    "InsulinError",
     "LibraryError",
     "LibraryIssue",
     "Limits",

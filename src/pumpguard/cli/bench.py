@@ -1,0 +1,294 @@
+"""``pumpguard bench``: measured performance figures.
+
+``physiology`` runs our vectorised simulator and simglucose's ``T1DPatient`` side by side in
+one run, on the same cohort and the same inputs, and reports patient-days per second for both,
+their ratio and the largest glucose difference between them. How it stays honest:
+
+* the same patients (the 30 virtual patients, cycled for larger cohorts) and the same inputs
+  (seeded random meals, each patient's basal plus a carb-ratio bolus), handed to both sides;
+* only simulation is timed on both sides: building the cohort, generating inputs and starting
+  simglucose's interpreter are left out; simglucose's side is timed inside its own process,
+  around its stepping loop, one patient after another, as it is normally used;
+* our figure is the mean time of whole-cohort runs made in ``--repeats`` sampling windows
+  (each at least ``ROUND_SECONDS``), interleaved with simglucose's patients run in as many
+  rounds: both sides are then measured over the same stretch of time, and both are averages,
+  on a machine whose load may change (a shared machine can slow either side by half);
+* for cohorts larger than ``--simglucose-sample`` patients simglucose runs on the first ones
+  only (serial cost per patient-day does not depend on cohort size), and the output says that
+  its figure is extrapolated; the glucose difference is taken over the patients both ran.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any
+
+import numpy as np
+import numpy.typing as npt
+import typer
+from rich.table import Table
+
+from pumpguard.cli.common import err, fail, out
+from pumpguard.cli.reference import (
+    ENV_VAR,
+    SimglucoseResult,
+    SimglucoseUnavailable,
+    run_simglucose,
+    simglucose_python,
+)
+from pumpguard.physiology import (
+    MINUTES_PER_DAY,
+    Cohort,
+    RandomMealScenario,
+    patient_names,
+    standard_therapy,
+)
+
+app = typer.Typer(no_args_is_help=True, help="Measure performance against references.")
+
+FloatArray = npt.NDArray[np.float64]
+
+ROUND_SECONDS = 1.0
+"""Shortest sampling window of our simulator between two rounds of simglucose."""
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """Figures for one cohort size."""
+
+    patients: int
+    days: int
+    ours_seconds: float
+    ours_patient_days_per_s: float
+    simglucose_patients: int
+    simglucose_seconds: float | None
+    simglucose_patient_days_per_s: float | None
+    simglucose_extrapolated: bool
+    speedup: float | None
+    max_abs_diff_mgdl: float | None
+
+
+def cohort_inputs(patients: int, days: int, seed: int) -> tuple[list[str], FloatArray, FloatArray]:
+    """The benchmark cohort: the 30 patients cycled, seeded random meals, basal + bolus."""
+    all_names = patient_names()
+    names = [all_names[i % len(all_names)] for i in range(patients)]
+    carbs = RandomMealScenario(seed).carbs(patients, days * MINUTES_PER_DAY)
+    insulin = standard_therapy(names, carbs)
+    return names, carbs, insulin
+
+
+def _timed_run(cohort: Cohort, carbs: FloatArray, insulin: FloatArray) -> tuple[float, FloatArray]:
+    """Wall seconds of one ``Cohort.run`` from the initial state, and the glucose it gave."""
+    cohort.reset()
+    start = time.perf_counter()
+    bg = cohort.run(carbs, insulin)
+    return time.perf_counter() - start, bg
+
+
+def _row(
+    patients: int,
+    days: int,
+    ours_s: float,
+    bg: FloatArray,
+    sg: SimglucoseResult | None,
+) -> BenchRow:
+    pd = patients * days
+    if sg is None:
+        return BenchRow(patients, days, ours_s, pd / ours_s, 0, None, None, False, None, None)
+    n = sg.bg.shape[0]
+    sg_s = float(sg.seconds.sum())
+    sg_rate = n * days / sg_s
+    ours_rate = pd / ours_s
+    diff = float(np.max(np.abs(bg[:n] - sg.bg)))
+    return BenchRow(
+        patients, days, ours_s, ours_rate, n, sg_s, sg_rate, n < patients, ours_rate / sg_rate, diff
+    )
+
+
+@app.command()
+def physiology(
+    patients: Annotated[int, typer.Option("--patients", min=1, help="Cohort size.")] = 30,
+    days: Annotated[int, typer.Option("--days", min=1, help="Simulated days.")] = 1,
+    scale: Annotated[
+        str,
+        typer.Option(
+            "--scale",
+            help="Extra cohort sizes to report scaling for (comma-separated; '' for none).",
+        ),
+    ] = "1000,10000",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random meals.")] = 1,
+    repeats: Annotated[
+        int,
+        typer.Option(
+            "--repeats",
+            min=1,
+            help=(
+                "Sampling windows of our simulator, interleaved with as many rounds of "
+                "simglucose; each window repeats whole runs for at least 1 s."
+            ),
+        ),
+    ] = 5,
+    simglucose_sample: Annotated[
+        int,
+        typer.Option(
+            "--simglucose-sample",
+            min=1,
+            help="Most patients simglucose runs; larger cohorts are extrapolated from these.",
+        ),
+    ] = 30,
+    simglucose_python_path: Annotated[
+        str | None,
+        typer.Option(
+            "--simglucose-python", help=f"Python with simglucose installed (else ${ENV_VAR})."
+        ),
+    ] = None,
+    ours_only: Annotated[
+        bool, typer.Option("--ours-only", help="Skip simglucose; report our figures alone.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Patient-days per second of our simulator and of simglucose, on the same inputs."""
+    try:
+        sizes = sorted({int(s) for s in scale.split(",") if s.strip()} - {patients})
+    except ValueError:
+        raise fail(f"--scale must be comma-separated whole numbers, got {scale!r}", 2) from None
+    if any(s < 1 for s in sizes):
+        raise fail("--scale sizes must be at least 1", 2)
+    python: str | None = None
+    if not ours_only:
+        try:
+            python = simglucose_python_path or simglucose_python()
+        except SimglucoseUnavailable as exc:
+            raise fail(f"{exc}\n(or pass --ours-only to measure our simulator alone)") from None
+
+    names, carbs, insulin = cohort_inputs(patients, days, seed)
+    cohort = Cohort(names)
+    _timed_run(cohort, carbs[:, :60], insulin[:, :60])  # warm-up, not counted
+    n = 0 if python is None else min(patients, simglucose_sample)
+    # Our runs are interleaved with simglucose's (split into as many rounds), so both sides are
+    # measured under the same machine conditions over the same stretch of time.
+    rounds = list(np.array_split(np.arange(n), min(repeats, n))) if n else []
+    err.print(
+        f"ours: {patients} patients x {days} day(s), {repeats} sampling window(s)"
+        + (
+            f"; simglucose: {n} patients with {python}, in {len(rounds)} rounds "
+            f"(about {8 * n * days} s at ~8 s per patient-day)"
+            if n
+            else ""
+        ),
+        highlight=False,
+    )
+    ours_runs: list[float] = []
+    bg = np.empty(0)
+    parts: list[SimglucoseResult] = []
+    for i in range(repeats):
+        # A sampling window: whole runs until it lasts at least ROUND_SECONDS, so that our
+        # figure, like simglucose's, averages over the machine's changing load.
+        window = 0.0
+        while window < ROUND_SECONDS or not ours_runs:
+            seconds, bg = _timed_run(cohort, carbs, insulin)
+            ours_runs.append(seconds)
+            window += seconds
+        if python is not None and i < len(rounds):
+            chunk = rounds[i]
+            try:
+                parts.append(
+                    run_simglucose(python, [names[j] for j in chunk], carbs[chunk], insulin[chunk])
+                )
+            except SimglucoseUnavailable as exc:
+                raise fail(str(exc)) from None
+    sg: SimglucoseResult | None = None
+    if parts:
+        sg = SimglucoseResult(
+            np.concatenate([p.bg for p in parts]),
+            np.concatenate([p.seconds for p in parts]),
+            parts[0].version,
+            parts[0].python,
+        )
+    main = _row(patients, days, statistics.fmean(ours_runs), bg, sg)
+    rows = [main]
+    for size in sizes:
+        err.print(f"ours: {size} patients x {days} day(s), 1 run", highlight=False)
+        s_names, s_carbs, s_insulin = cohort_inputs(size, days, seed)
+        s_seconds, s_bg = _timed_run(Cohort(s_names), s_carbs, s_insulin)
+        sub = None
+        if sg is not None:
+            k = min(size, sg.bg.shape[0])
+            sub = SimglucoseResult(sg.bg[:k], sg.seconds[:k], sg.version, sg.python)
+        rows.append(_row(size, days, s_seconds, s_bg, sub))
+
+    report: dict[str, Any] = {
+        "ours_patient_days_per_s": main.ours_patient_days_per_s,
+        "simglucose_patient_days_per_s": main.simglucose_patient_days_per_s,
+        "speedup": main.speedup,
+        "max_abs_diff_mgdl": main.max_abs_diff_mgdl,
+        "patients": patients,
+        "days": days,
+        "seed": seed,
+        "ours_seconds_mean": main.ours_seconds,
+        "ours_seconds_min": min(ours_runs),
+        "ours_seconds_median": statistics.median(ours_runs),
+        "ours_runs": len(ours_runs),
+        "ours_sampling_windows": repeats,
+        "simglucose_seconds": main.simglucose_seconds,
+        "simglucose_patients_run": main.simglucose_patients,
+        "simglucose_extrapolated": main.simglucose_extrapolated,
+        "simglucose_version": None if sg is None else sg.version,
+        "simglucose_python": None if sg is None else sg.python,
+        "timing": (
+            "wall time of simulation loops only, both sides; simglucose serial in its own "
+            "process; our runs in windows interleaved with simglucose's rounds, mean kept"
+        ),
+        "scaling": [asdict(r) for r in rows[1:]],
+    }
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    _print(rows, sg)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _print(rows: list[BenchRow], sg: SimglucoseResult | None) -> None:
+    table = Table(
+        title="physiology: patient-days per second (pd/s); sg = simglucose T1DPatient",
+        caption="* simglucose extrapolated from the patients it ran",
+    )
+    for column in ("patients", "days", "ours s", "ours pd/s", "sg s", "sg pd/s", "speedup"):
+        table.add_column(column, justify="right")
+    table.add_column("max |dBG|", justify="right")
+    for r in rows:
+        mark = "*" if r.simglucose_extrapolated else ""
+        table.add_row(
+            str(r.patients),
+            str(r.days),
+            f"{r.ours_seconds:.3f}",
+            f"{r.ours_patient_days_per_s:,.1f}",
+            _fmt(r.simglucose_seconds, ".1f") + mark,
+            _fmt(r.simglucose_patient_days_per_s, ".4f") + mark,
+            _fmt(r.speedup, ",.0f") + mark,
+            _fmt(r.max_abs_diff_mgdl, ".2g") + ("" if r.max_abs_diff_mgdl is None else " mg/dL"),
+        )
+    out.print(table)
+    if sg is None:
+        out.print("simglucose skipped (--ours-only).")
+        return
+    out.print(
+        f"simglucose {sg.version} ran with {sg.python}, one patient at a time; only the "
+        "stepping loops are timed on both sides (wall clock); ours (first row) is the mean of "
+        "runs made between simglucose's rounds; larger cohorts are one run each.",
+        highlight=False,
+    )
+    if any(r.simglucose_extrapolated for r in rows):
+        out.print(
+            f"* simglucose ran on the first {sg.bg.shape[0]} patients only; its patient-days "
+            "per second there is extrapolated to the whole cohort (its cost per patient-day "
+            "does not depend on cohort size), and the glucose difference is over those "
+            "patients.",
+            highlight=False,
+        )
