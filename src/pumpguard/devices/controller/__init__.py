@@ -1,0 +1,40 @@
+"""Controllers of the insulin pump: bolus calculator, open-loop basal-bolus, AID."""
+
+from pumpguard.devices.controller.aid import AidController, Decision
+from pumpguard.devices.controller.basal_bolus import (
+    STALE_MS,
+    BasalBolusController,
+    fresh_glucose,
+)
+from pumpguard.devices.controller.bolus import (
+    BolusCalculator,
+    BolusInputError,
+    BolusRecommendation,
+)
+from pumpguard.devices.controller.iob import InsulinHistory
+from pumpguard.devices.controller.link import DirectLink, PumpClient, PumpLink
+from pumpguard.devices.controller.settings import (
+    GUARDRAILS,
+    Guardrail,
+    GuardrailError,
+    TherapySettings,
+)
+
+__all__ = [
+    "GUARDRAILS",
+    "STALE_MS",
+    "AidController",
+    "BasalBolusController",
+    "BolusCalculator",
+    "BolusInputError",
+    "BolusRecommendation",
+    "Decision",
+    "DirectLink",
+    "Guardrail",
+    "GuardrailError",
+    "InsulinHistory",
+    "PumpClient",
+    "PumpLink",
+    "TherapySettings",
+    "fresh_glucose",
+]

@@ -1,0 +1,186 @@
+"""An automated insulin delivery (AID) controller with oref0-class safety.
+
+Every ``cycle_min`` minutes (5) the controller reads the pump's history, takes the newest CGM
+reading and sets a 30-minute temp basal (source AUTOMATED, with a command id), or cancels its
+temp basal to fall back to the schedule. Announced meals get a calculator bolus (inherited from
+``BasalBolusController``). The arithmetic follows oref0's determine-basal in outline (the
+published rules, not its code):
+
+* ``delta``: the smaller of the last 5-minute change and the average 5-minute change over the
+  last 15 minutes; ``BGI = -activity x ISF x 5`` (the change insulin alone explains);
+* ``eventual = BG - IOB x ISF + 6 (delta - BGI)`` (naive eventual glucose plus the deviation
+  continued for 30 minutes); ``predicted_low = min(BG, eventual, BG + 3 delta)``;
+* **predictive low-glucose suspend**: if ``predicted_low`` is below
+  ``threshold = max(suspend threshold, min_bg - 0.5 (min_bg - 40))``, zero temp basal;
+* below the correction range: ``rate = basal + 2 insulinReq`` (insulinReq < 0), at least 0;
+* above it: ``insulinReq = (eventual - target) / ISF``, at most ``max IOB - IOB``;
+  ``rate = basal + 2 insulinReq``, at most the **max safe basal**
+  ``min(max basal, 3 x max daily basal, 4 x current basal)``; no extra insulin at or above
+  **max IOB**;
+* optional **SMB**: ``min(insulinReq / 2, basal x 30 min)``, also within max IOB and max bolus;
+* **stale data**: with no reading in the last 15 minutes the controller never doses: it cancels
+  its temp basal (the pump falls back to the scheduled basal) and sends nothing else;
+* while a command's fate is uncertain (lost answer) nothing new is sent (see ``link``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+
+from pumpguard.clock import MS_PER_MINUTE, Clock
+from pumpguard.devices.controller.basal_bolus import BasalBolusController
+from pumpguard.devices.controller.link import PumpLink
+from pumpguard.devices.controller.settings import TherapySettings
+from pumpguard.devices.insulin import Bolus, CancelTempBasal, CommandSource, SetTempBasal
+
+__all__ = ["AidController", "Decision"]
+
+_BASAL_STEP = Decimal("0.025")
+_BOLUS_STEP = Decimal("0.05")
+TEMP_MINUTES = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one cycle decided, and why."""
+
+    time_ms: int
+    reason: str
+    rate_u_h: float | None
+    """The temp basal wanted; None means the scheduled basal."""
+    smb_u: float = 0.0
+    glucose_mgdl: float | None = None
+    eventual_mgdl: float | None = None
+    iob_u: float | None = None
+
+
+class AidController(BasalBolusController):
+    source = CommandSource.REMOTE
+    """Meal boluses are the user's (phone); automated commands use AUTOMATED."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        link: PumpLink,
+        settings: TherapySettings,
+        *,
+        id_prefix: str,
+        cycle_min: int = 5,
+    ) -> None:
+        super().__init__(clock, link, settings, id_prefix=id_prefix)
+        self.cycle_ms = cycle_min * MS_PER_MINUTE
+        self._next_cycle_ms = clock.now_ms()
+        self.decisions: list[Decision] = []
+        self.keep_decisions = True
+
+    def step(self) -> None:
+        """Called every minute; runs a cycle when one is due."""
+        if self.client.uncertain:
+            self.client.resolve()
+        now = self.clock.now_ms()
+        if now >= self._next_cycle_ms:
+            self._next_cycle_ms = now + self.cycle_ms
+            self.cycle()
+
+    def decide(self) -> Decision:
+        s = self.settings
+        now = self.clock.now_ms()
+        reading = self.glucose()
+        if reading is None:
+            return Decision(now, "no CGM reading in the last 15 min: scheduled basal", None)
+        bg = reading.glucose_mgdl
+        recent = [r for r in self._readings if now - r.time_ms <= 17 * MS_PER_MINUTE]
+        delta = 0.0
+        if len(recent) >= 2:
+            last = (recent[-1].glucose_mgdl - recent[-2].glucose_mgdl) * (
+                5 * MS_PER_MINUTE / max(recent[-1].time_ms - recent[-2].time_ms, 1)
+            )
+            span = recent[-1].time_ms - recent[0].time_ms
+            avg = (recent[-1].glucose_mgdl - recent[0].glucose_mgdl) * 5 * MS_PER_MINUTE / span
+            delta = min(last, avg)
+        iob = self.client.iob_u()
+        activity = self.client.insulin.activity_u_per_min(now)
+        bgi = -activity * s.isf_mgdl_per_u * 5.0
+        eventual = bg - iob * s.isf_mgdl_per_u + 6.0 * (delta - bgi)
+        predicted_low = min(bg, eventual, bg + 3.0 * delta)
+        basal = s.basal_u_h
+        threshold = s.low_threshold_mgdl
+        if predicted_low < threshold:
+            return Decision(
+                now,
+                f"predicted low {predicted_low:.0f} < {threshold:.0f} mg/dL: suspend (zero temp)",
+                0.0,
+                glucose_mgdl=bg,
+                eventual_mgdl=eventual,
+                iob_u=iob,
+            )
+        if eventual < s.target_low_mgdl:
+            insulin_req = (eventual - s.target_mgdl) / s.isf_mgdl_per_u
+            rate = max(0.0, basal + 2.0 * insulin_req)
+            return Decision(now, "eventual below range: lower basal", rate, 0.0, bg, eventual, iob)
+        if eventual <= s.target_high_mgdl:
+            return Decision(now, "eventual in range: scheduled basal", None, 0.0, bg, eventual, iob)
+        insulin_req = (eventual - s.target_mgdl) / s.isf_mgdl_per_u
+        insulin_req = min(insulin_req, s.max_iob_u - iob)
+        if insulin_req <= 0:
+            return Decision(
+                now, f"IOB {iob:.2f} U at max IOB: no extra insulin", None, 0.0, bg, eventual, iob
+            )
+        rate = min(basal + 2.0 * insulin_req, s.max_safe_basal_u_h)
+        smb = 0.0
+        if s.smb:
+            smb = min(insulin_req / 2.0, basal * 30.0 / 60.0, s.max_bolus_u)
+        return Decision(now, "eventual above range: raise basal", rate, smb, bg, eventual, iob)
+
+    def cycle(self) -> Decision | None:
+        client = self.client
+        if client.uncertain and not client.resolve():
+            return None
+        if not client.sync():
+            return None
+        decision = self.decide()
+        if self.keep_decisions:
+            self.decisions.append(decision)
+        if not client.delivering:
+            return decision
+        self._apply_basal(decision.rate_u_h)
+        if decision.smb_u > 0 and not client.bolus_active and not client.uncertain:
+            steps = math.floor(decision.smb_u / float(_BOLUS_STEP) + 1e-9)
+            if steps > 0:
+                amount = Decimal(steps) * _BOLUS_STEP
+                client.send(
+                    Bolus(amount, source=CommandSource.AUTOMATED, command_id=client.next_id())
+                )
+        return decision
+
+    def _apply_basal(self, rate_u_h: float | None) -> None:
+        client = self.client
+        temp = client.temp
+        mine = temp is not None and temp.source is CommandSource.AUTOMATED
+        if rate_u_h is not None:
+            steps = math.floor(max(rate_u_h, 0.0) / float(_BASAL_STEP) + 1e-9)
+            rate = Decimal(steps) * _BASAL_STEP
+            scheduled = Decimal(str(self.settings.basal_u_h))
+            if rate == scheduled:
+                rate_u_h = None
+        if rate_u_h is None:
+            if mine:
+                client.send(
+                    CancelTempBasal(source=CommandSource.AUTOMATED, command_id=client.next_id())
+                )
+            return
+        if temp is not None and not mine:
+            return  # a temp basal set by the user stands until it ends
+        now = self.clock.now_ms()
+        if temp is not None and temp.rate_u_h == rate and temp.end_ms - now > 10 * MS_PER_MINUTE:
+            return
+        client.send(
+            SetTempBasal(
+                TEMP_MINUTES,
+                rate_u_h=rate,
+                source=CommandSource.AUTOMATED,
+                command_id=client.next_id(),
+            )
+        )

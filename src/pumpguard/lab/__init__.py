@@ -1,0 +1,1 @@
+"""The lab: whole systems composed from the layers below (physiology, devices, controllers)."""
