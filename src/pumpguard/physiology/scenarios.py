@@ -13,6 +13,7 @@ do not change when the cohort around it does.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -53,12 +54,12 @@ class Meal:
             raise ValueError(f"meal carbs must be a non-negative number, got {self.carbs_g}")
 
 
-class Scenario:
+class Scenario(ABC):
     """What each patient is handed, and when. Subclasses implement ``meals``."""
 
+    @abstractmethod
     def meals(self, patient: int, days: int) -> tuple[Meal, ...]:
         """Meals of the patient at position ``patient`` in the cohort over ``days`` days."""
-        raise NotImplementedError
 
     def carbs(self, patients: int, minutes: int) -> FloatArray:
         """The per-minute carbohydrate array, shape (patients, minutes)."""
