@@ -7,17 +7,11 @@ resumes it after the cause is gone: a pump never restarts itself after an occlus
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum, IntEnum
+from enum import Enum
+
+from pumpguard.devices.common import AlarmPriority
 
 __all__ = ["Alarm", "AlarmKind", "AlarmPriority"]
-
-
-class AlarmPriority(IntEnum):
-    """IEC 60601-1-8 alarm priorities; higher sorts first on the display."""
-
-    LOW = 1
-    MEDIUM = 2
-    HIGH = 3
 
 
 class AlarmKind(Enum):

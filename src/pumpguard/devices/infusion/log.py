@@ -8,11 +8,11 @@ reordering is visible to whoever collects the log.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+from pumpguard.devices.common import AppendOnlyLog
 from pumpguard.devices.infusion.commands import CommandSource
 
 __all__ = [
@@ -78,11 +78,8 @@ class LogEntry:
     mdc_code: int | None = None
 
 
-class EventLog:
+class EventLog(AppendOnlyLog[LogEntry]):
     """Append-only; iteration yields entries in the order they happened."""
-
-    def __init__(self) -> None:
-        self._entries: list[LogEntry] = []
 
     def append(
         self,
@@ -95,21 +92,8 @@ class EventLog:
         after: DeliverySnapshot | None = None,
         mdc_code: int | None = None,
     ) -> LogEntry:
-        entry = LogEntry(
-            len(self._entries) + 1, time_ms, kind, source, detail, before, after, mdc_code
-        )
-        self._entries.append(entry)
-        return entry
-
-    def __iter__(self) -> Iterator[LogEntry]:
-        return iter(tuple(self._entries))
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def since(self, seq: int) -> tuple[LogEntry, ...]:
-        """Entries after sequence number ``seq``: what a collector has not yet seen."""
-        return tuple(self._entries[seq:])
+        entry = LogEntry(self._next_seq(), time_ms, kind, source, detail, before, after, mdc_code)
+        return self._add(entry)
 
 
 MDC_EVT_PUMP_DELIV_START = 197288

@@ -11,17 +11,11 @@ suspended by the phone or the automated controller.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum, IntEnum
+from enum import Enum
+
+from pumpguard.devices.common import AlarmPriority
 
 __all__ = ["Alarm", "AlarmKind", "AlarmPriority"]
-
-
-class AlarmPriority(IntEnum):
-    """IEC 60601-1-8 alarm priorities; higher sorts first."""
-
-    LOW = 1
-    MEDIUM = 2
-    HIGH = 3
 
 
 class AlarmKind(Enum):

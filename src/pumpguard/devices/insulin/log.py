@@ -17,12 +17,12 @@ their own entry types rather than share one with optional fields for both.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 
+from pumpguard.devices.common import AppendOnlyLog
 from pumpguard.devices.insulin.commands import CommandSource
 from pumpguard.devices.insulin.model import PumpState
 
@@ -157,11 +157,8 @@ class LogEntry:
     after: DeliverySnapshot | None = None
 
 
-class EventLog:
+class EventLog(AppendOnlyLog[LogEntry]):
     """Append-only; iteration yields entries in the order they happened."""
-
-    def __init__(self) -> None:
-        self._entries: list[LogEntry] = []
 
     def append(
         self,
@@ -176,7 +173,7 @@ class EventLog:
         after: DeliverySnapshot | None = None,
     ) -> LogEntry:
         entry = LogEntry(
-            len(self._entries) + 1,
+            self._next_seq(),
             time_ms,
             kind,
             source,
@@ -186,19 +183,4 @@ class EventLog:
             before,
             after,
         )
-        self._entries.append(entry)
-        return entry
-
-    def __iter__(self) -> Iterator[LogEntry]:
-        return iter(tuple(self._entries))
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def last_seq(self) -> int:
-        return len(self._entries)
-
-    def since(self, seq: int) -> tuple[LogEntry, ...]:
-        """Entries after sequence number ``seq``: what a collector has not yet seen."""
-        return tuple(self._entries[max(0, seq) :])
+        return self._add(entry)
