@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 import typer
 from rich.console import Console
 
-__all__ = ["err", "fail", "out", "parse_decimal"]
+__all__ = ["DATA_DIR_ENV", "DEFAULT_DATA_DIR", "data_dir", "err", "fail", "out", "parse_decimal"]
 
 out = Console()
 err = Console(stderr=True)
@@ -33,3 +35,19 @@ def parse_decimal(option: str, text: str | None) -> Decimal | None:
     if not value.is_finite():
         raise fail(f"{option} must be a finite number, got {text!r}", 2)
     return value
+
+
+DATA_DIR_ENV = "PUMPGUARD_DATA_DIR"
+DEFAULT_DATA_DIR = Path("pumpguard-data")
+
+
+def data_dir(given: Path | None) -> Path:
+    """Where stateful commands keep their data: ``--data-dir``, else the environment, else ./.
+
+    Every command that touches state (PKI, database, audit log, broker) resolves its directory
+    here, so that one ``--data-dir`` (or one ``PUMPGUARD_DATA_DIR``) always means one system.
+    """
+    if given is not None:
+        return given
+    from_env = os.environ.get(DATA_DIR_ENV, "").strip()
+    return Path(from_env) if from_env else DEFAULT_DATA_DIR
