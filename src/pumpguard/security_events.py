@@ -43,6 +43,7 @@ class Component(StrEnum):
 
     LINK = "link"
     TRANSPORT = "transport"
+    PKI = "pki"
     SERVER = "server"
     UPDATES = "updates"
     INTEROP = "interop"

@@ -1,0 +1,131 @@
+"""Signed drug-library and firmware updates with TUF (python-tuf): repository, client, apply rule.
+
+The server keeps a TUF repository (``UpdateRepository``) whose delegated ``drug-libraries`` role
+needs a threshold of distinct pharmacist keys; pumps fetch through ``UpdateClient`` (python-tuf's
+ngclient plus the pump's own version and content checks) and install through ``StagedUpdate``,
+which applies only when the pump is idle. See ``docs/updates.md``.
+"""
+
+from pumpguard.updates.adversary import forge_release
+from pumpguard.updates.client import (
+    AlreadyInstalled,
+    FetchOutcome,
+    Installed,
+    UpdateClient,
+    UpdateRefused,
+    VerifiedUpdate,
+)
+from pumpguard.updates.errors import (
+    DuplicateSignatureError,
+    EndlessDataError,
+    FreezeError,
+    InvalidTargetError,
+    KeyFileError,
+    LocalFailureError,
+    MalformedMetadataError,
+    MixAndMatchError,
+    NothingPendingError,
+    RepositoryError,
+    RepositoryStateError,
+    RepositoryUnavailableError,
+    RollbackError,
+    SignatureThresholdError,
+    TargetHashMismatchError,
+    TargetRollbackError,
+    ThresholdNotMetError,
+    UnauthorisedSignerError,
+    UnknownTargetError,
+    UpdateError,
+    WrongKeyPassphraseError,
+)
+from pumpguard.updates.events import UpdateEvent, update_event
+from pumpguard.updates.fetchers import (
+    LOCAL_BASE_URL,
+    DirectorySource,
+    HttpsFetcher,
+    MemorySource,
+    RepositorySource,
+    SourceFetcher,
+)
+from pumpguard.updates.keys import MIN_KEY_PASSPHRASE_BYTES, PassphraseFor, load_signer
+from pumpguard.updates.legacy import LegacyLibraryLoader, LegacyLoad
+from pumpguard.updates.repository import (
+    PendingRelease,
+    RepositoryPolicy,
+    RepositoryVersions,
+    RolePolicy,
+    SigningRole,
+    UpdateRepository,
+)
+from pumpguard.updates.staging import (
+    ApplyDecision,
+    FirmwareSlots,
+    InstallReport,
+    Slot,
+    StagedUpdate,
+    UpdatePhase,
+    UpdateStateError,
+    can_apply,
+)
+from pumpguard.updates.targets import TargetDescription, UpdateKind, target_path
+
+__all__ = [
+    "LOCAL_BASE_URL",
+    "MIN_KEY_PASSPHRASE_BYTES",
+    "AlreadyInstalled",
+    "ApplyDecision",
+    "DirectorySource",
+    "DuplicateSignatureError",
+    "EndlessDataError",
+    "FetchOutcome",
+    "FirmwareSlots",
+    "FreezeError",
+    "HttpsFetcher",
+    "InstallReport",
+    "Installed",
+    "InvalidTargetError",
+    "KeyFileError",
+    "LegacyLibraryLoader",
+    "LegacyLoad",
+    "LocalFailureError",
+    "MalformedMetadataError",
+    "MemorySource",
+    "MixAndMatchError",
+    "NothingPendingError",
+    "PassphraseFor",
+    "PendingRelease",
+    "RepositoryError",
+    "RepositoryPolicy",
+    "RepositorySource",
+    "RepositoryStateError",
+    "RepositoryUnavailableError",
+    "RepositoryVersions",
+    "RolePolicy",
+    "RollbackError",
+    "SignatureThresholdError",
+    "SigningRole",
+    "Slot",
+    "SourceFetcher",
+    "StagedUpdate",
+    "TargetDescription",
+    "TargetHashMismatchError",
+    "TargetRollbackError",
+    "ThresholdNotMetError",
+    "UnauthorisedSignerError",
+    "UnknownTargetError",
+    "UpdateClient",
+    "UpdateError",
+    "UpdateEvent",
+    "UpdateKind",
+    "UpdatePhase",
+    "UpdateRefused",
+    "UpdateRepository",
+    "UpdateStateError",
+    "VerifiedUpdate",
+    "WrongKeyPassphraseError",
+    "can_apply",
+    "forge_release",
+    "load_signer",
+    "target_path",
+    "update_event",
+]
