@@ -39,6 +39,7 @@ from pumpguard.cli.reference import (
     run_simglucose,
     simglucose_python,
 )
+from pumpguard.link.bench import LinkBench, measure_link
 from pumpguard.physiology import (
     MINUTES_PER_DAY,
     Cohort,
@@ -292,3 +293,99 @@ def _print(rows: list[BenchRow], sg: SimglucoseResult | None) -> None:
             "patients.",
             highlight=False,
         )
+
+
+_LINK_TARGETS = {
+    "overhead_bytes_max": 16,
+    "battery_cost_percent_max": 5.0,
+    "flood_kept_percent_min": 90.0,
+}
+
+
+@app.command()
+def link(
+    hours: Annotated[
+        int, typer.Option("--hours", min=1, max=24 * 30, help="Hours of normal use.")
+    ] = 24,
+    flood_rate: Annotated[
+        int,
+        typer.Option(
+            "--flood-rate", min=1, max=2000, help="Adversary frames per second in the flood hour."
+        ),
+    ] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the medium and the keys.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Insulin link: frame overhead, pairing cost, battery life legacy vs secure, under a flood."""
+    err.print(
+        f"link: {hours} h of normal use and 1 h under a {flood_rate}/s wake-up flood, per profile "
+        "(virtual time)",
+        highlight=False,
+    )
+    bench = measure_link(hours=hours, flood_rate_per_s=flood_rate, seed=seed)
+    report = _link_report(bench)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table(title="insulin link: legacy vs secure (pump side)")
+    for column in (
+        "profile",
+        "link mA normal",
+        "battery days",
+        "link mA flood",
+        "days flood",
+        "kept",
+    ):
+        table.add_column(column, justify="right")
+    for f in (bench.legacy, bench.secure):
+        table.add_row(
+            str(f.profile),
+            f"{f.link_ma_normal:.4f}",
+            f"{f.battery_days_normal:.2f}",
+            f"{f.link_ma_flood:.4f}",
+            f"{f.battery_days_flood:.2f}",
+            f"{f.flood_kept_percent:.1f} %",
+        )
+    out.print(table)
+    out.print(
+        f"overhead {bench.overhead_bytes} bytes/frame (target <= 16); secure battery cost "
+        f"{bench.battery_cost_percent:.4f} % vs legacy (target <= 5 %; the radio alone "
+        f"{bench.radio_cost_percent:+.2f} %); pairing "
+        f"{bench.pairing_mj_pump:.3f} mJ at the pump, session {bench.session_mj_pump:.4f} mJ; "
+        f"targets met: {report['targets']['met']}",
+        highlight=False,
+    )
+
+
+def _link_report(bench: LinkBench) -> dict[str, Any]:
+    met = (
+        bench.overhead_bytes <= _LINK_TARGETS["overhead_bytes_max"]
+        and bench.battery_cost_percent <= _LINK_TARGETS["battery_cost_percent_max"]
+        and bench.secure.flood_kept_percent >= _LINK_TARGETS["flood_kept_percent_min"]
+    )
+    profiles = {
+        f.profile.value: {**asdict(f), "profile": f.profile.value}
+        for f in (bench.legacy, bench.secure)
+    }
+    return {
+        "overhead_bytes": bench.overhead_bytes,
+        "overhead_by_message": bench.overhead_by_message,
+        "pairing_mj_pump": bench.pairing_mj_pump,
+        "pairing_mj_controller": bench.pairing_mj_controller,
+        "session_mj_pump": bench.session_mj_pump,
+        "battery_days_legacy": bench.legacy.battery_days_normal,
+        "battery_days_secure": bench.secure.battery_days_normal,
+        "battery_cost_percent": bench.battery_cost_percent,
+        "radio_cost_percent": bench.radio_cost_percent,
+        "battery_days_flood_legacy": bench.legacy.battery_days_flood,
+        "battery_days_flood_secure": bench.secure.battery_days_flood,
+        "flood_kept_percent_legacy": bench.legacy.flood_kept_percent,
+        "flood_kept_percent_secure": bench.secure.flood_kept_percent,
+        "flood_rate_per_s": bench.flood_rate_per_s,
+        "hours_normal": bench.hours_normal,
+        "device_class": bench.device_class,
+        "battery_mah": bench.battery_mah,
+        "pump_draw_ma": bench.pump_draw_ma,
+        "profiles": profiles,
+        "targets": {**_LINK_TARGETS, "met": met},
+    }
