@@ -74,7 +74,7 @@ def test_group_by_peer_counts_across_devices() -> None:
         ({"rule_id": "LINK-1"}, "PG-AREA-NNN"),
         ({"codes": frozenset()}, "no event codes"),
         ({"rationale": " "}, "no rationale"),
-        ({"technique": "T1059"}, "ATT&CK for ICS"),
+        ({"technique": "T59"}, "ATT&CK id"),
         ({"threshold": 0}, "at least 1"),
         ({"threshold": 5}, "positive window"),
     ],

@@ -8,7 +8,7 @@ import sys
 import typer
 
 from pumpguard import __version__
-from pumpguard.cli import bench, library, pki, risk, sim
+from pumpguard.cli import alerts, bench, library, pki, risk, sim
 from pumpguard.cli.demo import demo
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -17,6 +17,7 @@ app.add_typer(sim.app, name="sim")
 app.add_typer(bench.app, name="bench")
 app.add_typer(risk.app, name="risk")
 app.add_typer(pki.app, name="pki")
+app.add_typer(alerts.app, name="alerts")
 app.command()(demo)
 
 

@@ -21,7 +21,7 @@ from pumpguard.security_events import Component, SecurityEvent, Severity
 __all__ = ["GroupBy", "Rule", "RuleEngine", "RuleError"]
 
 _RULE_ID = re.compile(r"^PG-[A-Z]+-\d{3}$")
-_TECHNIQUE = re.compile(r"^T0\d{3}$")
+_TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
 
 
 class RuleError(ValueError):
@@ -51,6 +51,7 @@ class Rule:
     references: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "codes", frozenset(str(c) for c in self.codes))
         problems: list[str] = []
         if not _RULE_ID.match(self.rule_id):
             problems.append(f"id {self.rule_id!r} is not of the form PG-AREA-NNN")
@@ -59,7 +60,7 @@ class Rule:
         if not self.rationale.strip():
             problems.append("no rationale")
         if self.technique is not None and not _TECHNIQUE.match(self.technique):
-            problems.append(f"technique {self.technique!r} is not an ATT&CK for ICS id (T0nnn)")
+            problems.append(f"technique {self.technique!r} is not an ATT&CK id (Tnnnn[.nnn])")
         if self.threshold < 1:
             problems.append("threshold must be at least 1")
         if self.threshold > 1 and self.window_ms <= 0:
