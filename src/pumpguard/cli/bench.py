@@ -389,3 +389,92 @@ def _link_report(bench: LinkBench) -> dict[str, Any]:
         "profiles": profiles,
         "targets": {**_LINK_TARGETS, "met": met},
     }
+
+
+@app.command()
+def rollout(
+    pumps: Annotated[
+        int, typer.Option("--pumps", min=1, max=1_000_000, help="Pumps in the fleet.")
+    ] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the fleet simulation.")] = 1,
+    canary_share: Annotated[
+        float, typer.Option("--canary-share", help="Share of the fleet in the canary wave.")
+    ] = 0.05,
+    share_infusing: Annotated[
+        float, typer.Option("--share-infusing", help="Share of pumps infusing at any time.")
+    ] = 0.40,
+    share_offline: Annotated[
+        float, typer.Option("--share-offline", help="Share of pumps offline at any time.")
+    ] = 0.10,
+    verify_sample: Annotated[
+        int,
+        typer.Option(
+            "--verify-sample",
+            min=1,
+            help="Pumps verified with the real TUF client; larger fleets are extrapolated.",
+        ),
+    ] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Drug-library roll-out: time until 50/95/99 % of online pumps run it, signing and
+    verification cost (real TUF), fleet in virtual time."""
+    from rich.progress import Progress
+
+    from pumpguard.data import EXAMPLE_LIBRARY
+    from pumpguard.lab.rollout import FleetModel, RolloutBench, bench_rollout
+    from pumpguard.updates import RolloutPlan, RolloutPlanError
+
+    try:
+        plan = RolloutPlan((canary_share,))
+    except RolloutPlanError as exc:
+        raise fail(f"--canary-share: {exc}", 2) from None
+    try:
+        model = FleetModel(share_infusing=share_infusing, share_offline=share_offline)
+    except ValueError as exc:
+        raise fail(f"--share-infusing/--share-offline: {exc}", 2) from None
+    err.print(
+        f"rollout: {pumps} pumps, canary {canary_share:g}; signing and verifying with the real "
+        f"TUF repository and client ({min(verify_sample, pumps)} pumps), then the fleet in "
+        "virtual time",
+        highlight=False,
+    )
+    with Progress(console=err, transient=True, disable=pumps < 1000) as progress:
+        verifying = progress.add_task("verifying", total=min(verify_sample, pumps))
+        applying = progress.add_task("pumps on the new library", total=pumps)
+        bench: RolloutBench = bench_rollout(
+            pumps,
+            library=EXAMPLE_LIBRARY.read_bytes(),
+            seed=seed,
+            plan=plan,
+            model=model,
+            verify_sample=verify_sample,
+            on_verified=lambda done, _total: progress.update(verifying, completed=done),
+            on_applied=lambda done, _total: progress.update(applying, completed=done),
+        )
+    report = bench.report()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"drug-library roll-out to {pumps} pumps (virtual time)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key in ("t50_s", "t95_s", "t99_s", "t95_all_pumps_s"):
+        value = report[key]
+        table.add_row(key, "not reached" if value is None else f"{value:,.0f} s")
+    table.add_row(
+        "online / infusing at publication",
+        f"{bench.fleet.online_at_publish} / {bench.fleet.infusing_at_publish}",
+    )
+    table.add_row("signing (2 of 3 pharmacists)", f"{bench.cost.signing_wall_s:.3f} s")
+    extrapolated = report["verification_extrapolated_from"]
+    table.add_row(
+        "verification, whole fleet",
+        f"{bench.cost.fleet_verification_wall_s(pumps):.1f} s"
+        + ("" if extrapolated is None else f" (extrapolated from {extrapolated})"),
+    )
+    out.print(table)
+    out.print(
+        f"{report['t_definition']}. Target t95 <= {report['target_t95_s']} s: "
+        f"{'met' if report['target_met'] else 'missed'}. Apply rule: {report['apply_rule']}.",
+        highlight=False,
+    )
