@@ -4,6 +4,7 @@ from pathlib import Path
 
 from sigma.collection import SigmaCollection
 
+from pumpguard.interop.codes import InteropEvent
 from pumpguard.link.codes import LinkEventCode
 from pumpguard.monitor import RuleEngine, rule_to_sigma, sigma_filename
 from pumpguard.monitor.ruleset import DEFAULT_RULES
@@ -28,6 +29,7 @@ _BENIGN = {
     PkiEvent.TLS_HOSTNAME_MISMATCH,
     TransportEvent.SESSION_REVOKED,
     TransportEvent.CONNECTION_LIMIT,
+    InteropEvent.HANDLER_FAILED,
 }
 
 
@@ -40,7 +42,7 @@ def test_every_refusal_code_of_the_covered_packages_has_a_rule() -> None:
     covered = {code for rule in DEFAULT_RULES for code in rule.codes}
     published = {
         str(code)
-        for enum in (LinkEventCode, PkiEvent, TransportEvent, UpdateEvent)
+        for enum in (InteropEvent, LinkEventCode, PkiEvent, TransportEvent, UpdateEvent)
         for code in enum
     }
     missing = sorted(published - covered - {str(c) for c in _BENIGN})
@@ -50,7 +52,7 @@ def test_every_refusal_code_of_the_covered_packages_has_a_rule() -> None:
 def test_rules_only_name_codes_that_exist() -> None:
     published = {
         str(code)
-        for enum in (LinkEventCode, PkiEvent, TransportEvent, UpdateEvent)
+        for enum in (InteropEvent, LinkEventCode, PkiEvent, TransportEvent, UpdateEvent)
         for code in enum
     }
     unknown = sorted({c for r in DEFAULT_RULES for c in r.codes} - published)

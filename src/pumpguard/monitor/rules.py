@@ -20,7 +20,7 @@ from pumpguard.security_events import Component, SecurityEvent, Severity
 
 __all__ = ["GroupBy", "Rule", "RuleEngine", "RuleError"]
 
-_RULE_ID = re.compile(r"^PG-[A-Z]+-\d{3}$")
+_RULE_ID = re.compile(r"^PG-[A-Z][A-Z0-9]*-\d{3}$")
 _TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
 
 

@@ -13,6 +13,7 @@ later revision of this table should follow.
 
 from __future__ import annotations
 
+from pumpguard.interop.codes import InteropEvent as H
 from pumpguard.link.codes import LinkEventCode as L
 from pumpguard.monitor.rules import GroupBy, Rule
 from pumpguard.pki.events import PkiEvent as P
@@ -233,6 +234,66 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         technique="T0848",
         threshold=3,
         window_ms=10 * _MINUTE,
+    ),
+    Rule(
+        rule_id="PG-HL7-001",
+        title="Infusion order from an unauthenticated or wrong kind of peer",
+        severity=Severity.HIGH,
+        component=Component.INTEROP,
+        codes=frozenset({H.UNAUTHENTICATED, H.WRONG_PEER_KIND, H.CLEARTEXT}),
+        rationale=(
+            "Only the EHR, authenticated by its certificate, may send infusion orders; an order "
+            "from anyone else, or over cleartext MLLP, is the forged-order path into a patient."
+        ),
+        technique="T0855",
+    ),
+    Rule(
+        rule_id="PG-HL7-002",
+        title="Replayed, stale or wrong-patient infusion order",
+        severity=Severity.HIGH,
+        component=Component.INTEROP,
+        codes=frozenset({H.REPLAYED, H.STALE, H.PATIENT_MISMATCH}),
+        rationale=(
+            "An order whose control id or placer number was already used, that is older than "
+            "orders can be, or that names another patient than the pump's is a replay or a "
+            "misdirected order; each could program the wrong dose into the wrong patient."
+        ),
+        technique="T0855",
+    ),
+    Rule(
+        rule_id="PG-HL7-003",
+        title="Infusion order beyond a hard limit",
+        severity=Severity.MEDIUM,
+        component=Component.INTEROP,
+        codes=frozenset({H.HARD_LIMIT}),
+        rationale=(
+            "Orders above a hard limit are refused by the library check. One is a prescribing "
+            "error worth a pharmacist's look; the rule makes sure someone sees it."
+        ),
+        technique="T0836",
+    ),
+    Rule(
+        rule_id="PG-HL7-004",
+        title="Malformed or abusive HL7 traffic",
+        severity=Severity.MEDIUM,
+        component=Component.INTEROP,
+        codes=frozenset(
+            {
+                H.MALFORMED,
+                H.OVERSIZED_FRAME,
+                H.READ_TIMEOUT,
+                H.TOO_MANY_CONNECTIONS,
+                H.GARBAGE,
+            }
+        ),
+        rationale=(
+            "Interface engines send the odd malformed message; repeated malformed, oversized or "
+            "trickled frames are the parser and the listener being attacked."
+        ),
+        technique="T0866",
+        threshold=5,
+        window_ms=10 * _MINUTE,
+        group_by=GroupBy.PEER,
     ),
     Rule(
         rule_id="PG-PKI-001",
