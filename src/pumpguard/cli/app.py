@@ -8,7 +8,9 @@ import sys
 import typer
 
 from pumpguard import __version__
+from pumpguard.cli import admin as admin_cli
 from pumpguard.cli import alerts, bench, library, pki, risk, sim
+from pumpguard.cli import audit as audit_cli
 from pumpguard.cli.demo import demo
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -18,6 +20,8 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(risk.app, name="risk")
 app.add_typer(pki.app, name="pki")
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(admin_cli.app, name="admin")
+app.add_typer(audit_cli.app, name="audit")
 app.command()(demo)
 
 
