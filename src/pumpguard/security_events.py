@@ -13,14 +13,17 @@ the monitoring layer map them without a table.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from pathlib import Path
 from types import MappingProxyType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "Component",
+    "JsonLinesEventFile",
     "SecurityEvent",
     "SecurityEventLog",
     "SecurityEventSink",
@@ -109,3 +112,57 @@ class SecurityEventLog:
 
     def codes(self) -> frozenset[str]:
         return frozenset(e.code for e in self._events)
+
+
+class JsonLinesEventFile:
+    """Appends events to a JSON-lines journal and reads them back.
+
+    Short-lived processes (the CLI) and the server write the same journal
+    (``DATA_DIR/security-events.jsonl``), so a refusal outlives the process that saw it until the
+    monitor collects it. One record layout, defined here, for every writer and reader.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def emit(self, event: SecurityEvent) -> None:
+        record = {
+            "time_ms": event.time_ms,
+            "component": str(event.component),
+            "code": str(event.code),
+            "severity": int(event.severity),
+            "message": event.message,
+            "device_id": event.device_id,
+            "peer": event.peer,
+            "attributes": dict(event.attributes),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def read(self) -> list[SecurityEvent]:
+        """Every event in the journal, oldest first; a damaged line raises ``ValueError``."""
+        if not self.path.exists():
+            return []
+        events = []
+        with self.path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    events.append(_from_record(json.loads(line), self.path, number))
+        return events
+
+
+def _from_record(record: Any, path: Path, line: int) -> SecurityEvent:
+    try:
+        return SecurityEvent(
+            time_ms=int(record["time_ms"]),
+            component=Component(record["component"]),
+            code=str(record["code"]),
+            severity=Severity(int(record["severity"])),
+            message=str(record["message"]),
+            device_id=record.get("device_id"),
+            peer=record.get("peer"),
+            attributes={str(k): str(v) for k, v in dict(record.get("attributes") or {}).items()},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}:{line}: not a security event record ({exc})") from None

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 
 import pytest
 
 from pumpguard.security_events import (
     Component,
+    JsonLinesEventFile,
     SecurityEvent,
     SecurityEventLog,
     SecurityEventSink,
@@ -67,3 +69,25 @@ def test_negative_time_is_refused() -> None:
 
 def test_severity_matches_ocsf_ids() -> None:
     assert [s.value for s in Severity] == [1, 2, 3, 4, 5]
+
+
+def test_json_lines_journal_round_trips_and_names_a_damaged_line(tmp_path: Path) -> None:
+    journal = JsonLinesEventFile(tmp_path / "data" / "security-events.jsonl")
+    assert journal.read() == []
+    first = _event(time_ms=1)
+    second = SecurityEvent(
+        time_ms=2,
+        component=Component.TRANSPORT,
+        code="pki.tls.unknown_ca",
+        severity=Severity.HIGH,
+        message="foreign CA",
+        device_id="PUMP-0001",
+        peer="127.0.0.1:5555",
+    )
+    journal.emit(first)
+    journal.emit(second)
+    assert journal.read() == [first, second]
+    with journal.path.open("a", encoding="utf-8") as handle:
+        handle.write('{"time_ms": 3}\n')
+    with pytest.raises(ValueError, match=r"security-events.jsonl:3"):
+        journal.read()

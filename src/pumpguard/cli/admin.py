@@ -16,12 +16,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from pumpguard.cli.common import data_dir as resolve_data_dir
 from pumpguard.cli.common import err, fail, out
 from pumpguard.clock import SystemClock
+from pumpguard.security_events import JsonLinesEventFile
 from pumpguard.server import (
     AUDIT_PASSPHRASE_ENV,
     AlreadyExists,
     AuditKeyError,
     InvalidInput,
-    JsonlSecurityEvents,
     Role,
     ServerContext,
     Store,
@@ -67,7 +67,7 @@ def open_store(directory: Path, passphrase_file: Path | None, *, create: bool) -
         )
     ctx = ServerContext(
         clock=SystemClock(),
-        events=JsonlSecurityEvents(directory / SECURITY_EVENTS_FILE),
+        events=JsonLinesEventFile(directory / SECURITY_EVENTS_FILE),
         audit_key=key,
     )
     try:

@@ -30,15 +30,14 @@ from pumpguard.pki import (
     resolve_passphrase,
     store_passphrase,
 )
-from pumpguard.security_events import SecurityEvent
+from pumpguard.security_events import JsonLinesEventFile
 
 app = typer.Typer(
     no_args_is_help=True,
     help="Certificate authority: init, issue, revoke, list, crl, renew; check-tls.",
 )
 
-# One journal per system, shared with the other stateful commands (same record layout as
-# ``pumpguard.server.JsonlSecurityEvents``), until the monitor collects it.
+# One journal per system, shared with the other stateful commands, until the monitor collects it.
 _EVENTS_FILE = "security-events.jsonl"
 _SERIAL = re.compile(r"(?:0x)?([0-9A-Fa-f]{1,2}(?::?[0-9A-Fa-f]{2})*)")
 
@@ -56,33 +55,6 @@ PassphraseFileOption = Annotated[
         help=f"File holding the CA passphrase (default: ${PASSPHRASE_ENV}, else the stored one).",
     ),
 ]
-
-
-class _EventFile:
-    """Appends security events as JSON lines, so CLI refusals are not lost with the process.
-
-    Private rather than imported from the server package, which would load the web stack for
-    every ``pki`` command.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-
-    def emit(self, event: SecurityEvent) -> None:
-        if not self._path.parent.is_dir():
-            return
-        record = {
-            "time_ms": event.time_ms,
-            "component": str(event.component),
-            "code": str(event.code),
-            "severity": int(event.severity),
-            "message": event.message,
-            "device_id": event.device_id,
-            "peer": event.peer,
-            "attributes": dict(event.attributes),
-        }
-        with self._path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, sort_keys=True) + "\n")
 
 
 def _pki_dir(data_dir: Path | None) -> Path:
@@ -104,7 +76,7 @@ def _open(data_dir: Path | None, passphrase_file: Path | None) -> CertificateAut
         )
     try:
         return CertificateAuthority.open(
-            directory, resolved.value, events=_EventFile(directory.parent / _EVENTS_FILE)
+            directory, resolved.value, events=JsonLinesEventFile(directory.parent / _EVENTS_FILE)
         )
     except PkiError as exc:
         raise fail(str(exc)) from None
@@ -169,7 +141,7 @@ def init(
             directory,
             passphrase,
             crl_url=crl_url,
-            events=_EventFile(directory.parent / _EVENTS_FILE),
+            events=JsonLinesEventFile(directory.parent / _EVENTS_FILE),
         )
     except PkiError as exc:
         raise fail(str(exc)) from None

@@ -43,7 +43,6 @@ from pumpguard.server.config import (
 from pumpguard.server.context import ServerContext
 from pumpguard.server.datadir import (
     SECURITY_EVENTS_FILE,
-    JsonlSecurityEvents,
     audit_key_dir,
     audit_public_key_path,
     open_audit_key,
@@ -123,7 +122,6 @@ __all__ = [
     "IngestResult",
     "IngestService",
     "InvalidInput",
-    "JsonlSecurityEvents",
     "NewUserCredentials",
     "NotFound",
     "Permission",

@@ -9,14 +9,13 @@ one stored next to the key (mode 0600) -- a lab convenience that the CLI warns a
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
 from pumpguard.pki import CertificateAuthority, PkiError, resolve_passphrase
-from pumpguard.security_events import SecurityEvent, SecurityEventSink
+from pumpguard.security_events import SecurityEventSink
 from pumpguard.server.audit import AuditKeyError, CheckpointKey, public_key_path
 from pumpguard.server.config import AUDIT_PASSPHRASE_ENV
 from pumpguard.server.errors import CertificateAuthorityError
@@ -25,7 +24,6 @@ from pumpguard.server.pki_adapter import PkiDeviceCertificates
 __all__ = [
     "AUDIT_PASSPHRASE_FILE",
     "SECURITY_EVENTS_FILE",
-    "JsonlSecurityEvents",
     "audit_key_dir",
     "audit_public_key_path",
     "open_audit_key",
@@ -132,26 +130,3 @@ def open_certificates(
 
 
 SECURITY_EVENTS_FILE = "security-events.jsonl"
-
-
-class JsonlSecurityEvents:
-    """Appends security events to ``DATA_DIR/security-events.jsonl`` so that refusals seen by
-    short-lived processes (the CLI) outlive them until the monitor collects them."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def emit(self, event: SecurityEvent) -> None:
-        record = {
-            "time_ms": event.time_ms,
-            "component": str(event.component),
-            "code": str(event.code),
-            "severity": int(event.severity),
-            "message": event.message,
-            "device_id": event.device_id,
-            "peer": event.peer,
-            "attributes": dict(event.attributes),
-        }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, sort_keys=True) + "\n")
