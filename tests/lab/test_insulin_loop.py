@@ -41,6 +41,14 @@ def test_settings_for_every_patient_pass_the_guardrails() -> None:
         assert s.basal_u_h > 0
 
 
+def test_settings_for_take_the_age_group_max_bolus_and_the_meal_rules() -> None:
+    caps = {name: settings_for(get_patient(name)).max_bolus_u for name in patient_names()}
+    assert {caps["child#001"], caps["adolescent#001"], caps["adult#001"]} == {5.0, 10.0, 15.0}
+    assert all(caps[n] == 5.0 for n in patient_names() if n.startswith("child"))
+    s = settings_for(get_patient("child#008"))
+    assert s.correction_wait_min == 180.0 and s.carbs_when_low
+
+
 def test_one_day_aid_loop_runs_and_beats_no_bolus() -> None:
     meals = parse_meals("07:00=45,12:00=70,18:30=80")
     results = {
@@ -62,6 +70,23 @@ def test_loop_is_deterministic() -> None:
     assert np.array_equal(run_loop(config).bg, run_loop(config).bg)
 
 
+def test_rescue_carbs_only_when_asked_for() -> None:
+    """The "rule of 15": 15 g whenever the CGM shows below 70, at most every 15 minutes, not
+    announced to the controller; off by default."""
+    meals = parse_meals("07:00=80,12:00=80,18:00=80")
+    plain, rescued = (
+        run_loop(LoopConfig(("child#008",), 1, meals, ControllerKind.BASAL_BOLUS, rescue_carbs=r))
+        for r in (False, True)
+    )
+    assert plain.rescues == 0 and plain.carbs_g.sum() == 240
+    assert plain.cgm.min() < 70  # the plain day has a low the rescue option treats
+    assert rescued.rescues > 0
+    assert rescued.carbs_g.sum() == 240 + 15 * rescued.rescues
+    extra = np.flatnonzero(rescued.carbs_g[0] != plain.carbs_g[0])
+    assert (np.diff(extra) >= 15).all()
+    assert rescued.bg.min() > plain.bg.min()
+
+
 def test_cli_json_and_trace(tmp_path: Path) -> None:
     trace = tmp_path / "trace.csv"
     result = runner.invoke(
@@ -77,6 +102,7 @@ def test_cli_json_and_trace(tmp_path: Path) -> None:
     for key in ("tir_70_180_pct", "tbr_54_pct", "tbr_70_pct"):
         assert 0 <= doc["cohort"][key] <= 100
     assert set(doc["patients"]) == {"adolescent#001"}
+    assert doc["rescue_carbs"] is False and doc["rescues"] == 0
     lines = trace.read_text().splitlines()
     assert lines[0] == "patient,minute,bg_mgdl,cgm_mgdl,insulin_u,carbs_g"
     assert len(lines) == 1441
@@ -110,13 +136,14 @@ def test_cli_bad_inputs_fail_clearly(args: list[str], message: str) -> None:
 def test_cohort_week_random_meals(kind: ControllerKind) -> None:
     result = run_loop(LoopConfig(patient_names(), 7, RandomMealScenario(1), kind, cgm_seed=1))
     cohort = result.cohort
-    # Regression guards at the measured figures (docs/devices/insulin-system.md), not the
-    # clinical targets: the AID reaches TIR 82 % but TBR54 5.8 %, above the 1 % target.
+    # The AID at the consensus targets (TIR >= 80 %, TBR54 < 1 %); basal-bolus as a regression
+    # guard near its measured figures (docs/devices/insulin-system.md: 84.1 % and 1.51 %).
     if kind is ControllerKind.AID:
-        assert cohort["tir_70_180_pct"] > 80.0
-        assert cohort["tbr_54_pct"] < 7.0
+        assert cohort["tir_70_180_pct"] >= 80.0
+        assert cohort["tbr_54_pct"] < 1.0
     elif kind is ControllerKind.BASAL_BOLUS:
-        assert cohort["tir_70_180_pct"] > 70.0
+        assert cohort["tir_70_180_pct"] > 80.0
+        assert cohort["tbr_54_pct"] < 3.0
     else:
         assert cohort["tbr_70_pct"] == 0.0
         assert cohort["tir_70_180_pct"] < 30.0

@@ -198,6 +198,13 @@ def insulin_loop(
         Path | None, typer.Option("--trace", help="Write per-minute glucose, CGM, insulin CSV.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    rescue_carbs: Annotated[
+        bool,
+        typer.Option(
+            "--rescue-carbs",
+            help="Scenario option: 15 g of carbs when the CGM shows below 70 (rule of 15).",
+        ),
+    ] = False,
 ) -> None:
     """Run the insulin loop (CGM, controller, pump) on virtual patients and print metrics."""
     import json
@@ -247,7 +254,7 @@ def insulin_loop(
         if seed is None:
             raise fail("--random-meals needs --seed", 2)
         scenario = RandomMealScenario(seed)
-    config = LoopConfig(names, days, scenario, kind, cgm_seed=seed or 0)
+    config = LoopConfig(names, days, scenario, kind, cgm_seed=seed or 0, rescue_carbs=rescue_carbs)
     minutes = days * 1440
     if not as_json and len(names) * days >= 7:
         with Progress(console=err, transient=True) as bar:
@@ -266,6 +273,8 @@ def insulin_loop(
         doc = {
             "controller": str(kind),
             "days": days,
+            "rescue_carbs": rescue_carbs,
+            "rescues": result.rescues,
             "cohort": cohort,
             "patients": {n: m.as_dict() for n, m in zip(result.names, result.metrics, strict=True)},
             "alerts": result.alerts,
@@ -294,5 +303,7 @@ def insulin_loop(
         style="bold",
     )
     out.print(table)
+    if rescue_carbs:
+        out.print(f"rescue carbs (scenario option): {result.rescues} treatments of 15 g")
     for alert in result.alerts:
         err.print(f"[yellow]alert:[/] {alert}", highlight=False)

@@ -53,6 +53,7 @@ from pumpguard.physiology import (
     FixedScenario,
     GlycemicMetrics,
     Meal,
+    PatientGroup,
     RandomMealScenario,
     Scenario,
     VirtualPatient,
@@ -107,6 +108,16 @@ def _step(value: float, step: Decimal) -> Decimal:
     return max(step, (Decimal(str(value)) / step).to_integral_value() * step)
 
 
+CORRECTION_WAIT_MIN = 180.0
+"""No correction above range within 3 h of the last bolus (the stacking rule; see
+docs/devices/insulin-system.md)."""
+
+
+MAX_BOLUS_U = {PatientGroup.CHILD: 5.0, PatientGroup.ADOLESCENT: 10.0, PatientGroup.ADULT: 15.0}
+"""Max bolus by age group: AndroidAPS's hard limits for a child (5 U) and a teenager (10 U);
+adults 15 U (AndroidAPS allows 17 U)."""
+
+
 def settings_for(patient: VirtualPatient, *, smb: bool = False) -> TherapySettings:
     """Therapy settings from a virtual patient's parameters, within the guardrails."""
     basal = float(_step(patient.basal_u_per_h, Decimal("0.025")))
@@ -117,10 +128,12 @@ def settings_for(patient: VirtualPatient, *, smb: bool = False) -> TherapySettin
         target_low_mgdl=100.0,
         target_high_mgdl=140.0,
         suspend_threshold_mgdl=75.0,
-        max_bolus_u=15.0,
+        max_bolus_u=MAX_BOLUS_U[patient.group],
         max_basal_u_h=min(12.0, max(4.0 * basal, 0.5)),
         max_iob_u=max(1.0, 2.0 * basal),
         smb=smb,
+        correction_wait_min=CORRECTION_WAIT_MIN,
+        carbs_when_low=True,
     )
 
 
@@ -132,6 +145,8 @@ class LoopConfig:
     controller: ControllerKind
     cgm_seed: int = 0
     smb: bool = False
+    rescue_carbs: bool = False
+    """The "rule of 15" scenario option (off unless asked for): see ``RESCUE_G``."""
 
     def __post_init__(self) -> None:
         if self.days < 1:
@@ -151,6 +166,8 @@ class LoopResult:
     carbs_g: FloatArray
     metrics: list[GlycemicMetrics] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
+    rescues: int = 0
+    """Rescue-carb treatments taken (only with ``LoopConfig.rescue_carbs``)."""
 
     @property
     def cohort(self) -> dict[str, float]:
@@ -169,14 +186,22 @@ class LoopResult:
                 )
 
 
+RESCUE_G = 15.0
+RESCUE_BELOW_MGDL = 70.0
+RESCUE_EVERY_MIN = 15
+"""With ``rescue_carbs``, a patient whose CGM shows below 70 mg/dL eats 15 g of fast carbs, and
+again after 15 minutes if still below ("rule of 15", ADA Standards of Care, hypoglycaemia
+treatment). Rescue carbs are not announced to the controller (nobody boluses for them). A
+scenario option for studies of hypoglycaemia treatment, off by default and reported separately:
+the controllers' figures are measured without it."""
+
 REFILL_BELOW_U = Decimal(50)
 """The user changes the reservoir (at the pump) once it holds less than this."""
 
 
 def _refill(pump: InsulinPump) -> str | None:
     """The user's reservoir change: suspend, new 300 U reservoir, acknowledge, resume."""
-    status = pump.status()
-    if status.reservoir_u >= REFILL_BELOW_U or status.bolus is not None:
+    if pump.reservoir_u >= REFILL_BELOW_U or pump.status().bolus is not None:
         return None
     capacity = pump.model.reservoir_capacity_u
     for command in (Suspend(), ChangeReservoir(capacity), AcknowledgeAlarm(), Resume()):
@@ -225,8 +250,10 @@ def run_loop(config: LoopConfig, progress: Callable[[int, int], None] | None = N
     bg = cohort.bg_mgdl
     delivered = np.array([float(p.delivered_u) for p in pumps])
     refill_alerts: list[str] = []
+    last_rescue = np.full(n, -RESCUE_EVERY_MIN)
+    rescues = 0
     for m in range(minutes):
-        meal_now = carbs[:, m]
+        meal_now = carbs[:, m].copy()
         for i in range(n):
             reading = cgms[i].sense(float(bg[i]))
             controller = controllers[i]
@@ -251,12 +278,21 @@ def run_loop(config: LoopConfig, progress: Callable[[int, int], None] | None = N
         insulin = now_delivered - delivered
         delivered = now_delivered
         insulin_out[:, m] = insulin
-        bg = cohort.step(meal_now, np.maximum(insulin, 0.0))
+        if config.rescue_carbs:
+            shown = cgm_out[:, m]
+            treat = (shown < RESCUE_BELOW_MGDL) & (m - last_rescue >= RESCUE_EVERY_MIN)
+            if treat.any():
+                carbs[treat, m] += RESCUE_G
+                last_rescue[treat] = m
+                rescues += int(treat.sum())
+        bg = cohort.step(carbs[:, m], np.maximum(insulin, 0.0))
         bg_out[:, m] = bg
         if progress is not None and (m + 1) % 60 == 0:
             progress(m + 1, minutes)
     alerts = [a for c in controllers if c is not None for a in c.client.alerts] + refill_alerts
-    return LoopResult(cohort.names, bg_out, cgm_out, insulin_out, carbs, summarise(bg_out), alerts)
+    return LoopResult(
+        cohort.names, bg_out, cgm_out, insulin_out, carbs, summarise(bg_out), alerts, rescues
+    )
 
 
 def random_scenario(seed: int) -> RandomMealScenario:

@@ -237,3 +237,33 @@ def test_nothing_new_is_sent_while_a_command_is_uncertain() -> None:
     assert [e.command_id for e in rig.pump.log if e.kind is EventKind.COMMAND_REPLAYED] == []
     ids = [getattr(c, "command_id", None) for c in rig.link.sent if isinstance(c, SetTempBasal)]
     assert len(ids) == len(set(ids))  # every new temp basal got a new id; none reused
+
+
+def _meal_bolus(rig: Rig, carbs: float, bg: float) -> Decimal:
+    """A meal announced with a fresh reading (the AID not stepped: no temp basal in play)."""
+    rig.reading(bg)
+    rec, result = rig.aid.announce_meal(carbs)
+    assert result is None or result.accepted
+    return rec.amount_u
+
+
+def test_no_correction_within_the_wait_after_a_bolus() -> None:
+    rig = Rig(correction_wait_min=180.0)
+    assert _meal_bolus(rig, 30, 220.0) == Decimal("5.00")  # 3 + (220-120)/50
+    rig.clock.advance(120 * MS_PER_MINUTE)
+    rig.aid.client.sync()
+    assert rig.aid.client.iob_u() > 1.0
+    # within 3 h: carbs only (1 U), less the insulin still on board
+    assert _meal_bolus(rig, 10, 220.0) == Decimal("0")
+    rig.clock.advance(180 * MS_PER_MINUTE)
+    rig.aid.client.sync()
+    later = rig.aid.client.iob_u()
+    # after 3 h the correction is back: 1 + 2 - IOB
+    assert _meal_bolus(rig, 10, 220.0) == Decimal(int((3.0 - later) / 0.05 + 1e-9)) * Decimal(
+        "0.05"
+    )
+
+
+def test_a_cgm_reading_at_the_top_of_its_range_is_not_corrected_from() -> None:
+    assert _meal_bolus(Rig(), 30, 400.0) == Decimal("3.00")  # carbs only: 400 means "HIGH"
+    assert _meal_bolus(Rig(), 30, 390.0) == Decimal("8.40")  # 3 + (390-120)/50

@@ -132,3 +132,26 @@ def test_max_safe_basal_and_low_threshold() -> None:
     assert s.low_threshold_mgdl == 70.0
     s = TherapySettings(**{**BASE, "target_low_mgdl": 120.0, "suspend_threshold_mgdl": 70.0})
     assert s.low_threshold_mgdl == 80.0
+
+
+def test_recent_bolus_leaves_out_the_correction_above_range_only() -> None:
+    above = calc().recommend(60, 220, 1.0, correct_high=False)
+    assert above.amount_u == Decimal("5.00")  # 6 - 1: the (220-120)/50 correction is left out
+    assert above.correction_u == 0 and "recently" in above.note
+    below = calc().recommend(30, 75, 0.0, correct_high=False)
+    assert below.amount_u == Decimal("2.50")  # the correction below range still applies
+
+
+def test_carbs_eaten_below_the_suspend_threshold() -> None:
+    covered = BolusCalculator(TherapySettings(**{**BASE, "carbs_when_low": True}))
+    rec = covered.recommend(60, 65, 0)
+    assert rec.amount_u == Decimal("5.30")  # 6 + (65-100)/50 = 5.3
+    no_carbs = covered.recommend(0, 65, 0)
+    assert no_carbs.amount_u == 0 and "treat the low" in no_carbs.note
+    assert calc().recommend(60, 65, 0).amount_u == 0  # off by default
+
+
+@pytest.mark.parametrize("wait", [-1.0, 1441.0, True])
+def test_correction_wait_guardrail(wait: float) -> None:
+    with pytest.raises(GuardrailError, match="correction wait"):
+        TherapySettings(**{**BASE, "correction_wait_min": wait})

@@ -501,10 +501,12 @@ def test_an_extended_bolus_running_into_the_2h_limit_stops_delivery(
     pump.handle(AcknowledgeAlarm())
     assert pump.handle(Resume()).rejection is Rejection.ALARM_ACTIVE  # still at the limit
     clock.advance_to(start + 2 * MS_PER_HOUR + 60_000)  # the first 9 U leave the window
-    pump.handle(AcknowledgeAlarm())
-    assert pump.handle(Resume(REMOTE, "r")).rejection is Rejection.NOT_PERMITTED
-    assert pump.handle(Resume()).accepted
-    assert pump.total_u_h == 1  # the scheduled basal; the extended bolus is not resumed
+    # the pump fell back to the schedule by itself (docs: "Should the 2-hour and daily guard
+    # stop the scheduled basal too?"); the extended bolus is not resumed
+    assert pump.state is PumpState.RUNNING
+    assert pump.total_u_h == 1
+    assert [e.source for e in pump.log if e.kind is EventKind.RESUME] == [SYSTEM]
+    assert pump.handle(Resume(REMOTE, "r")).rejection is Rejection.WRONG_STATE
     audit(pump, clock)
 
 
@@ -614,9 +616,14 @@ def test_the_guard_follows_insulin_leaving_the_window(
     clock.advance(2 * MS_PER_HOUR)
     assert pump.delivered_in_last(2 * MS_PER_HOUR) == units("2.5")
     assert pump.handle(SetTempBasal(600, rate_u_h=u("2"))).accepted
-    clock.advance(2 * MS_PER_HOUR)  # one catch-up: the pump must find 3 h itself
+    clock.advance(2 * MS_PER_HOUR - 1)  # one catch-up: the pump must find 3 h itself
     assert pump.state is PumpState.STOPPED
     assert entries(pump, EventKind.DELIVERY_STOP) == [start + 3 * MS_PER_HOUR + minutes(20)]
     assert pump.delivered_u == units("2.5") + 2 * Fraction(80, 60)
     assert pump.alarms[0].kind is AlarmKind.TWO_HOUR_LIMIT
+    # at 4 h the second temp basal's insulin starts leaving the window at 2 U/h: from then
+    # the 0.5 U/h schedule fits, and the pump restarts it
+    clock.advance(1)
+    assert pump.state is PumpState.RUNNING
+    assert entries(pump, EventKind.RESUME) == [start + 4 * MS_PER_HOUR]
     audit(pump, clock)

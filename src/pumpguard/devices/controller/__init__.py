@@ -2,6 +2,7 @@
 
 from pumpguard.devices.controller.aid import AidController, Decision
 from pumpguard.devices.controller.basal_bolus import (
+    CGM_HIGH_MGDL,
     STALE_MS,
     BasalBolusController,
     fresh_glucose,
@@ -21,6 +22,7 @@ from pumpguard.devices.controller.settings import (
 )
 
 __all__ = [
+    "CGM_HIGH_MGDL",
     "GUARDRAILS",
     "STALE_MS",
     "AidController",

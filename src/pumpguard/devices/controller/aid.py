@@ -91,7 +91,7 @@ class AidController(BasalBolusController):
         if reading is None:
             return Decision(now, "no CGM reading in the last 15 min: scheduled basal", None)
         bg = reading.glucose_mgdl
-        recent = [r for r in self._readings if now - r.time_ms <= 17 * MS_PER_MINUTE]
+        recent = [r for r in self._readings[-5:] if now - r.time_ms <= 17 * MS_PER_MINUTE]
         delta = 0.0
         if len(recent) >= 2:
             last = (recent[-1].glucose_mgdl - recent[-2].glucose_mgdl) * (
@@ -100,8 +100,7 @@ class AidController(BasalBolusController):
             span = recent[-1].time_ms - recent[0].time_ms
             avg = (recent[-1].glucose_mgdl - recent[0].glucose_mgdl) * 5 * MS_PER_MINUTE / span
             delta = min(last, avg)
-        iob = self.client.iob_u()
-        activity = self.client.insulin.activity_u_per_min(now)
+        iob, activity = self.client.insulin.iob_and_activity(now)
         bgi = -activity * s.isf_mgdl_per_u * 5.0
         eventual = bg - iob * s.isf_mgdl_per_u + 6.0 * (delta - bgi)
         predicted_low = min(bg, eventual, bg + 3.0 * delta)

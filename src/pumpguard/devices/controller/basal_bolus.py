@@ -1,5 +1,10 @@
 """Open-loop therapy: the scheduled basal runs on the pump; announced meals get a bolus from
-the bolus calculator (the user's phone app, so boluses are REMOTE commands with ids)."""
+the bolus calculator (the user's phone app, so boluses are REMOTE commands with ids).
+
+Two rules decide the glucose the calculator corrects from (docs/devices/insulin-system.md has
+the traces that led to them): no correction above range within ``correction_wait_min`` of the
+last bolus (a post-meal peak is carbohydrate that bolus already covers: correcting it stacks
+insulin), and none from a CGM reading at the top of its range, which means "HIGH", not 400."""
 
 from __future__ import annotations
 
@@ -12,10 +17,14 @@ from pumpguard.devices.controller.settings import TherapySettings
 from pumpguard.devices.insulin import Bolus, CommandResult, CommandSource
 from pumpguard.devices.sensors import CgmReading
 
-__all__ = ["STALE_MS", "BasalBolusController", "fresh_glucose"]
+__all__ = ["CGM_HIGH_MGDL", "STALE_MS", "BasalBolusController", "fresh_glucose"]
 
 STALE_MS = 15 * 60_000
 """Glucose older than this is not used (Loop's 15-minute rule)."""
+
+CGM_HIGH_MGDL = 400.0
+"""The top of a CGM's reportable range: a reading there means "HIGH", an unknown value above
+it, and is not corrected from (see ``announce_meal``)."""
 
 
 def fresh_glucose(readings: Sequence[CgmReading], now_ms: int) -> CgmReading | None:
@@ -41,6 +50,8 @@ class BasalBolusController:
         self.calculator = BolusCalculator(settings)
         self.client = PumpClient(clock, link, id_prefix=id_prefix)
         self._readings: list[CgmReading] = []
+        self.last_bolus_ms: int | None = None
+        """When the last meal or correction bolus was accepted."""
 
     def receive(self, reading: CgmReading) -> None:
         """A new CGM reading (out-of-order or repeated readings are ignored)."""
@@ -56,15 +67,22 @@ class BasalBolusController:
         """Compute and send the meal bolus (nothing is sent for a zero recommendation)."""
         self.client.sync()
         reading = self.glucose()
+        now = self.clock.now_ms()
+        wait_ms = self.settings.correction_wait_min * 60_000
+        recent = self.last_bolus_ms is not None and now - self.last_bolus_ms < wait_ms
+        glucose = None if reading is None else reading.glucose_mgdl
+        if glucose is not None and glucose >= CGM_HIGH_MGDL:
+            glucose = None
         rec = self.calculator.recommend(
-            carbs_g,
-            None if reading is None else reading.glucose_mgdl,
-            max(self.client.iob_u(), 0.0),
+            carbs_g, glucose, max(self.client.iob_u(), 0.0), correct_high=not recent
         )
         if rec.amount_u <= 0:
             return rec, None
         command = Bolus(rec.amount_u, source=self.source, command_id=self.client.next_id())
-        return rec, self.client.send(command)
+        result = self.client.send(command)
+        if result is None or result.accepted:
+            self.last_bolus_ms = now
+        return rec, result
 
     def step(self) -> None:
         """Called every minute; the open loop only settles lost answers."""

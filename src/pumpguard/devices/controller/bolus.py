@@ -49,8 +49,15 @@ class BolusCalculator:
         self.step_u = step_u
 
     def recommend(
-        self, carbs_g: float, glucose_mgdl: float | None, iob_u: float = 0.0
+        self,
+        carbs_g: float,
+        glucose_mgdl: float | None,
+        iob_u: float = 0.0,
+        *,
+        correct_high: bool = True,
     ) -> BolusRecommendation:
+        """``correct_high=False`` leaves out a correction above range (a bolus was given too
+        recently: its insulin is still acting); a correction below range always applies."""
         s = self.settings
         if not _number(carbs_g) or not 0 <= carbs_g <= MAX_CARBS_G:
             raise BolusInputError(f"carbs must be a number from 0 to {MAX_CARBS_G:g} g")
@@ -66,7 +73,7 @@ class BolusCalculator:
         note = ""
         if glucose_mgdl is None:
             note = "no glucose value: carbs only, no correction"
-        elif glucose_mgdl < s.suspend_threshold_mgdl:
+        elif glucose_mgdl < s.suspend_threshold_mgdl and not (s.carbs_when_low and carbs_g > 0):
             return BolusRecommendation(
                 carb_u,
                 0.0,
@@ -77,7 +84,10 @@ class BolusCalculator:
                 f"glucose {glucose_mgdl:g} mg/dL is below the suspend threshold: treat the low",
             )
         elif glucose_mgdl > s.target_high_mgdl:
-            correction_u = (glucose_mgdl - s.target_high_mgdl) / s.isf_mgdl_per_u
+            if not correct_high:
+                note = "a bolus was given recently: no correction above range"
+            else:
+                correction_u = (glucose_mgdl - s.target_high_mgdl) / s.isf_mgdl_per_u
         elif glucose_mgdl < s.target_low_mgdl:
             correction_u = (glucose_mgdl - s.target_low_mgdl) / s.isf_mgdl_per_u
         unrounded = max(0.0, carb_u + correction_u - max(iob_u, 0.0))

@@ -95,6 +95,23 @@ class InsulinHistory:
             total += units * (1.0 - float(np.interp(age, self._grid, self._acted)))
         return total
 
+    def iob_and_activity(self, now_ms: int) -> tuple[float, float]:
+        """``iob_u`` and ``activity_u_per_min`` together (one pass over the history)."""
+        rates, a0, a1 = self._ages(now_ms)
+        grid = self._grid
+        f = np.interp(a0, grid, self._integral) - np.interp(a1, grid, self._integral)
+        da = np.interp(a0, grid, self._acted) - np.interp(a1, grid, self._acted)
+        iob = float(np.dot(rates, f))
+        acting = float(np.dot(rates, da))
+        for t, units in self._extra:
+            age = (now_ms - t) / MS_PER_MINUTE
+            iob += units * (1.0 - float(np.interp(age, grid, self._acted)))
+            acting += units * (
+                float(np.interp(age + 0.5, grid, self._acted))
+                - float(np.interp(max(age - 0.5, 0.0), grid, self._acted))
+            )
+        return iob, acting
+
     def activity_u_per_min(self, now_ms: int) -> float:
         """Net insulin acting per minute now (U/min)."""
         rates, a0, a1 = self._ages(now_ms)

@@ -61,6 +61,13 @@ class TherapySettings:
     max_basal_u_h: float = 4.0
     max_iob_u: float = 5.0
     smb: bool = False
+    correction_wait_min: float = 0.0
+    carbs_when_low: bool = False
+    """Below the suspend threshold, still cover announced carbs (less the correction below
+    range) rather than recommend nothing: the meal treats the low, and a meal without insulin
+    ends far above range."""
+    """No correction above range within this many minutes of the last bolus (stacking rule);
+    0 corrects at every bolus. A correction below range (a smaller bolus) always applies."""
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -79,6 +86,9 @@ class TherapySettings:
                     f"{rail.name} {value:g} {rail.unit} is outside the allowed range "
                     f"{bracket}{rail.low:g}, {rail.high:g}]"
                 )
+        wait = self.correction_wait_min
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 1440:
+            problems.append("correction wait must be 0 to 1440 min")
         if not problems:
             if self.target_low_mgdl > self.target_high_mgdl:
                 problems.append("correction range low is above correction range high")

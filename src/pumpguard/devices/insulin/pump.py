@@ -16,13 +16,17 @@ check them, from the log, on random sequences of commands, faults and clock adva
   a basal profile or temp basal is refused above max basal;
 * whatever happens afterwards, the pump never *delivers* beyond the 2-hour and 24-hour totals:
   at the last whole millisecond before a total would be crossed, all delivery stops with a
-  high-priority alarm (and likewise before the reservoir would run dry);
+  high-priority alarm (and likewise before the reservoir would run dry); after such a limit
+  stop the pump restarts the scheduled basal by itself, at the first millisecond the schedule
+  fits both limits for good (a stop that waits for the user risks ketoacidosis), and accepts
+  nothing else from afar until the alarm is acknowledged at the pump;
 * limits are changed with the buttons on the pump only;
 * a bolus from the phone waits out a cancel window, with an alert on the pump, before any
   insulin moves; the user can cancel it with a button;
 * suspend stops everything: running and pending boluses and the temp basal are cancelled, never
   resumed; an occlusion, an empty reservoir, a flat battery or a reached limit stops everything
-  the same way and latches until the user at the pump has acknowledged it and resumes;
+  the same way and latches until the user at the pump has acknowledged it and resumes (the
+  limit stop's fallback to the schedule above excepted);
 * a repeated command id is answered from history and never acts twice;
 * every change to delivery is in the append-only log with its source, command id, time and the
   delivery state before and after; the insulin delivered between two entries is exactly the
@@ -31,6 +35,7 @@ check them, from the log, on random sequences of commands, faults and clock adva
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -92,6 +97,7 @@ _LOCAL = CommandSource.LOCAL
 _REMOTE = CommandSource.REMOTE
 _AUTOMATED = CommandSource.AUTOMATED
 _SYSTEM = CommandSource.SYSTEM
+_LIMIT_ALARMS = (AlarmKind.TWO_HOUR_LIMIT, AlarmKind.DAILY_LIMIT)
 _UTC_OFFSETS = (-720, 840, 15)
 """UTC-12:00 to UTC+14:00 in quarter hours (the offsets in use world-wide)."""
 
@@ -172,8 +178,9 @@ class InsulinPump:
         self._profile = profile
         self._limits = limits
         self._offset_min = utc_offset_min
-        self._reservoir = Fraction(reservoir)
         self._ledger = Ledger(self._t)
+        self._fill = Fraction(reservoir)
+        self._fill_mark = self._ledger.total_u
         self._temp: TempBasal | None = None
         self._bolus: RunningBolus | None = None
         self._extended: RunningBolus | None = None
@@ -185,6 +192,11 @@ class InsulinPump:
         self._next_bolus_id = 1
         self._commands: OrderedDict[str, CommandRecord] = OrderedDict()
         self._complete_since_seq = 0
+        self._steady: tuple[int, Fraction, Decimal] | None = None
+        """Until the next event: its time, the total rate and the battery load."""
+        self._windows_of: tuple[InsulinLimits, tuple[Window, Window]] | None = None
+        self._stop_cause: AlarmKind | None = None
+        """Why the pump stopped itself (a limit stop may fall back to the scheduled basal)."""
         self.battery = Battery(self.model.battery_capacity_mah, mains=charging)
         with self._changing(EventKind.STARTED, _LOCAL, f"{self.model.name} {serial}"):
             self._basal = self._target_basal()
@@ -294,13 +306,25 @@ class InsulinPump:
     # ------------------------------------------------------------------ driving
 
     def tick(self) -> None:
-        """Catch up with the clock: integrate delivery and fire timed events up to now."""
+        """Catch up with the clock: integrate delivery and fire timed events up to now.
+
+        The next event is an absolute time that stays exact while nothing but delivery at a
+        constant rate happens (every headroom shrinks by exactly the time delivered), so it is
+        computed once per change rather than once per call; timed events are looked at only
+        when one is due, because none can fire before the earliest of them.
+        """
         now = self._clock.now_ms()
         while self._t < now:
-            until = min(now, self._next_event_ms())
-            self._deliver(until - self._t)
+            steady = self._steady
+            if steady is None:
+                steady = self._steady = (self._next_event_ms(), self._rate(), self._load_ma())
+            event, rate, load = steady
+            until = min(now, event)
+            self._deliver(until - self._t, rate, load)
             self._t = until
-            self._timed_events()
+            if until >= event:
+                self._steady = None
+                self._timed_events()
         self._ledger.forget_before(self._t - _DAY_MS - MS_PER_HOUR)
 
     def handle(self, command: Command) -> CommandResult:
@@ -330,6 +354,7 @@ class InsulinPump:
             )
             return self._rejected(command, source, command_id, refusal)
         seq = self.log.last_seq
+        self._steady = None
         result = replace(self._dispatch(command), command_id=command_id)
         if not result.accepted:
             self._rejected(command, source, command_id, result)
@@ -423,6 +448,11 @@ class InsulinPump:
                 rate += bolus.rate()
         return rate
 
+    @property
+    def _reservoir(self) -> Fraction:
+        """What the last fill holds minus everything delivered since (the ledger is exact)."""
+        return self._fill - (self._ledger.total_u - self._fill_mark)
+
     def _ms_of_day(self, when_ms: int) -> int:
         return (when_ms + self._offset_min * MS_PER_MINUTE) % _DAY_MS
 
@@ -465,7 +495,13 @@ class InsulinPump:
         return curve.iob(self._ledger.deliveries_since(self._t - curve.total_ms), self._t)
 
     def _windows(self, limits: InsulinLimits | None = None) -> tuple[Window, Window]:
-        limits = limits or self._limits
+        if limits is None:
+            cached = self._windows_of
+            if cached is not None and cached[0] is self._limits:
+                return cached[1]
+            windows = self._windows(self._limits)
+            self._windows_of = (self._limits, windows)
+            return windows
         return (
             Window(
                 "2-hour",
@@ -494,20 +530,26 @@ class InsulinPump:
         """
         if rate <= 0:
             return []
+        ledger = self._ledger
+        per_ms = ledger.scaled(rate)
+        per_unit = ledger.per_unit
+        left = self._reservoir
         room = [
             (
-                math.floor(self._reservoir * MS_PER_HOUR / rate),
+                left.numerator * per_unit // (left.denominator * per_ms),
                 AlarmKind.RESERVOIR_EMPTY,
                 Rejection.RESERVOIR,
             )
         ]
         for window in self._windows():
             since = self._t - window.length_ms
-            growth = rate - self._ledger.rate_at(since)
+            growth = per_ms - ledger.rate_units_at(since)
             if growth > 0:
-                headroom = window.limit - self._ledger.between(since, self._t)
+                limit = window.limit
+                done = ledger.units_between(since, self._t)
+                headroom = limit.numerator * per_unit - limit.denominator * done
                 room.append(
-                    (math.floor(headroom * MS_PER_HOUR / growth), window.alarm, window.rejection)
+                    (headroom // (limit.denominator * growth), window.alarm, window.rejection)
                 )
         return room
 
@@ -524,8 +566,10 @@ class InsulinPump:
         return None
 
     def _next_event_ms(self) -> int:
+        """The next time anything can happen without a command (delivery stopping exactly at
+        a limit, a bolus or temp basal ending, a basal segment, a threshold crossed)."""
         t = self._t
-        candidates = [self._clock.now_ms()]
+        candidates = [t + _DAY_MS]
         for bolus in (self._bolus, self._extended):
             if bolus is not None:
                 pending = bolus.status is BolusStatus.PENDING
@@ -544,6 +588,13 @@ class InsulinPump:
                 change = self._ledger.next_change_after(t - window.length_ms)
                 if change is not None:
                     candidates.append(change + window.length_ms)
+        fallback = self._fallback_ms()
+        if fallback is not None:
+            candidates.append(fallback)
+            for window in self._windows():
+                change = self._ledger.next_change_after(t - window.length_ms)
+                if change is not None:
+                    candidates.append(change + window.length_ms)
         load = self._load_ma()
         for level in (self._low_battery_mah(), Decimal(0)):
             ms = self.battery.ms_until(level, load)
@@ -551,13 +602,11 @@ class InsulinPump:
                 candidates.append(t + ms)
         return max(t + 1, min(candidates))
 
-    def _deliver(self, dt_ms: int) -> None:
-        self.battery.advance(dt_ms, self._load_ma())
-        rate = self._rate()
+    def _deliver(self, dt_ms: int, rate: Fraction, load_ma: Decimal) -> None:
+        self.battery.advance(dt_ms, load_ma)
         for bolus in (self._bolus, self._extended):
             if bolus is not None and bolus.status is BolusStatus.DELIVERING:
                 bolus.delivered += bolus.amount * dt_ms / bolus.duration_ms
-        self._reservoir -= rate * dt_ms / MS_PER_HOUR
         self._ledger.add(self._t, self._t + dt_ms, rate)
 
     def _load_ma(self) -> Decimal:
@@ -585,6 +634,7 @@ class InsulinPump:
             ):
                 self._temp = None
                 self._basal = self._target_basal()
+        self._fall_back_to_schedule()
         self._follow_schedule()
         self._guard()
         if self._reservoir <= self.model.low_reservoir_u:
@@ -792,7 +842,107 @@ class InsulinPump:
                 notes.extend(self._stop_everything(kind.text))
                 self._suspended_by = _SYSTEM
                 self._basal = _ZERO
+            self._stop_cause = kind
+        elif kind not in _LIMIT_ALARMS:
+            self._stop_cause = kind
         self._raise(kind, _SYSTEM)
+
+    def _fallback_ms(self) -> int | None:
+        """The latest time the scheduled basal takes to fit the limits again after a limit stop
+        (None: not stopped by a limit, or never by itself); ``_schedule_fits`` often finds an
+        earlier one.
+
+        While stopped nothing enters the rolling windows and what was delivered leaves them; the
+        schedule surely fits once, for each window, what is still in it plus the most the
+        schedule can give in a window length is within the limit: any later window holds part of
+        the present one plus at most one window length of schedule.
+        """
+        if (
+            self._suspended_by is not _SYSTEM
+            or self._stop_cause not in _LIMIT_ALARMS
+            or self._occluded
+            or any(k.stops_delivery and k not in _LIMIT_ALARMS for k in self._alarms)
+        ):
+            return None
+        due = self._t
+        for window in self._windows():
+            since = self._t - window.length_ms
+            busiest = self._profile.max_total_in(window.length_ms // MS_PER_MINUTE)
+            excess = self._ledger.between(since, self._t) + busiest - window.limit
+            if excess > 0:
+                leaves = self._ledger.reach(since, excess)
+                if leaves is None:
+                    return None
+                due = max(due, leaves + window.length_ms)
+        return due
+
+    def _schedule_fits(self) -> bool:
+        """Whether the scheduled basal, restarted now and alone, keeps every later window within
+        its limit, counting the insulin that will leave the window meanwhile.
+
+        For a window of length L the total at a later time T is what the ledger holds from
+        T - L to now plus the schedule from now to T; both are piecewise linear in T, so the
+        largest total is at a corner: a schedule boundary, a ledger change one window length
+        on, or T = now + L (after that the window holds schedule only, within the limit by the
+        coherence rule of the limits).
+        """
+        t = self._t
+        points = [t]
+        while (boundary := self._next_boundary(points[-1])) < t + _DAY_MS:
+            points.append(boundary)
+        given = [_ZERO]
+        for start, end in zip(points, [*points[1:], t + _DAY_MS], strict=True):
+            given.append(given[-1] + Fraction(self._scheduled(start)) * (end - start) / MS_PER_HOUR)
+
+        def scheduled_until(when: int) -> Fraction:
+            i = bisect.bisect_right(points, when) - 1
+            rate = Fraction(self._scheduled(points[i]))
+            return given[i] + rate * (when - points[i]) / MS_PER_HOUR
+
+        for window in self._windows():
+            length = window.length_ms
+            corners = {t, t + length}
+            corners.update(p for p in points if p <= t + length)
+            corners.update(c + length for c in self._ledger.changes_in(t - length, t))
+            for when in corners:
+                total = self._ledger.between(when - length, t) + scheduled_until(when)
+                if total > window.limit:
+                    return False
+        return True
+
+    def _fall_back_to_schedule(self) -> None:
+        """After a limit stop, restart the scheduled basal (only) once it fits the limits: a
+        stop that lasted until someone reached the pump would leave the user without basal
+        insulin, on the way to ketoacidosis. The alarm stays until acknowledged at the pump, and
+        until then nothing but the schedule runs from afar (see ``_limit_latched``).
+
+        The exact test (``_schedule_fits``) runs at every event while stopped, and the events
+        include each time insulin starts or stops leaving a window; ``_fallback_ms`` is the
+        latest it can take (from then the test always passes)."""
+        due = self._fallback_ms()
+        if due is None or (due > self._t and not self._schedule_fits()):
+            return
+        if self._room_refusal(Fraction(self._scheduled(self._t))) is not None:
+            return
+        cause = self._stop_cause
+        with self._changing(
+            EventKind.RESUME,
+            _SYSTEM,
+            f"scheduled basal resumed by the pump after the {cause} stop: it fits the limits again",
+        ):
+            self._suspended_by = None
+            self._basal = self._target_basal()
+        self._stop_cause = None
+
+    def _limit_latched(self, source: CommandSource) -> CommandResult | None:
+        """Refuse extra insulin from afar while a limit alarm waits for the user at the pump."""
+        latched = next((k for k in _LIMIT_ALARMS if k in self._alarms), None)
+        if latched is None or source is _LOCAL:
+            return None
+        return _refuse(
+            Rejection.ALARM_ACTIVE,
+            f"the {latched.text} alarm is acknowledged at the pump first: scheduled basal only",
+        )
 
     def _condition_present(self, kind: AlarmKind) -> bool:
         step = self.model.bolus_step_u
@@ -967,6 +1117,9 @@ class InsulinPump:
             return refusal
         if self._suspended_by is not None:
             return _refuse(Rejection.SUSPENDED, f"delivery is {self._state()}")
+        refusal = self._limit_latched(source)
+        if refusal is not None:
+            return refusal
         slot = self._extended if extended else self._bolus
         if slot is not None:
             return _refuse(Rejection.BOLUS_ACTIVE, f"{slot.describe()} is {slot.status}")
@@ -1084,6 +1237,9 @@ class InsulinPump:
             return refusal
         if self._suspended_by is not None:
             return _refuse(Rejection.SUSPENDED, f"delivery is {self._state()}")
+        refusal = self._limit_latched(source)
+        if refusal is not None:
+            return refusal
         current = self._temp
         if current is not None and source is not _LOCAL and current.source is not source:
             return _refuse(
@@ -1179,6 +1335,7 @@ class InsulinPump:
         ):
             self._suspended_by = None
             self._basal = self._target_basal()
+        self._stop_cause = None
         return _ok("resumed: scheduled basal")
 
     def _set_profile(self, command: SetBasalProfile) -> CommandResult:
@@ -1332,7 +1489,8 @@ class InsulinPump:
             f"reservoir {_text(old)} -> {command.units} U",
             command_id=command.command_id,
         ):
-            self._reservoir = Fraction(command.units)
+            self._fill = Fraction(command.units)
+            self._fill_mark = self._ledger.total_u
         for kind in (AlarmKind.RESERVOIR_EMPTY, AlarmKind.RESERVOIR_LOW):
             if kind in self._alarms and not self._condition_present(kind):
                 del self._alarms[kind]
