@@ -10,6 +10,7 @@ import typer
 from pumpguard import __version__
 from pumpguard.cli import admin as admin_cli
 from pumpguard.cli import alerts, bench, library, pki, risk, sim
+from pumpguard.cli import attack as attack_cli
 from pumpguard.cli import audit as audit_cli
 from pumpguard.cli.demo import demo
 
@@ -22,6 +23,7 @@ app.add_typer(pki.app, name="pki")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(admin_cli.app, name="admin")
 app.add_typer(audit_cli.app, name="audit")
+app.add_typer(attack_cli.app, name="attack")
 app.command()(demo)
 
 

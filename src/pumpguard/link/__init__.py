@@ -7,7 +7,7 @@ published weaknesses of insulin-pump radios, the secure endpoints implement the 
 ``LinkEventCode``.
 """
 
-from pumpguard.link._base import LinkReply, RateLimiter
+from pumpguard.link._base import HandledCommand, LinkReply, RateLimiter
 from pumpguard.link.adversary import Adversary, Capture, PairingMitm
 from pumpguard.link.codes import LinkEventCode, LinkProfile, Role
 from pumpguard.link.energy import NRF52_CLASS, EnergyMeter, EnergyModel, EnergyUse
@@ -61,6 +61,7 @@ __all__ = [
     "EnergyUse",
     "FrameError",
     "FrameKind",
+    "HandledCommand",
     "InterceptPass",
     "InterceptRule",
     "Jammer",

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pumpguard.devices.insulin import IdsOpcode, IdsResponseCode
+from pumpguard.devices.insulin import Command, CommandResult, IdsOpcode, IdsResponseCode
 from pumpguard.link.codes import LinkEventCode, Role
 from pumpguard.link.energy import NRF52_CLASS, EnergyMeter, EnergyModel
 from pumpguard.link.frames import ADDRESS_BYTES, address_text
 from pumpguard.link.medium import RadioMedium
 from pumpguard.security_events import Component, SecurityEvent, SecurityEventSink, Severity
 
-__all__ = ["LinkReply", "RateLimiter"]
+__all__ = ["HandledCommand", "LinkReply", "RateLimiter"]
 
 _SEVERITY: dict[LinkEventCode, Severity] = {
     LinkEventCode.FRAME_MALFORMED: Severity.MEDIUM,
@@ -51,6 +51,20 @@ class LinkReply:
     @property
     def accepted(self) -> bool:
         return self.code is IdsResponseCode.SUCCESS
+
+
+@dataclass(frozen=True, slots=True)
+class HandledCommand:
+    """A command a pump endpoint handed to the firmware, and what the firmware answered.
+
+    The radio cannot tell who really sent a frame (that is the point of the legacy attacks), so
+    whoever evaluates an attack compares this record with what the real controller sent.
+    """
+
+    at_us: int
+    peer: int
+    command: Command
+    result: CommandResult
 
 
 class RateLimiter:

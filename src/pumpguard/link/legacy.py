@@ -2,7 +2,7 @@
 
 Frames are cleartext with the device serial as address and identity, an opcode, its operand and
 a CRC (MiniMed Paradigm/508, Animas Ping, Omnipod Eros: CVE-2019-10964, CVE-2018-10634,
-CVE-2016-5084, CVE-2020-10597). There is no freshness: a recorded bolus works again when
+CVE-2016-5084, CVE-2020-10627). There is no freshness: a recorded bolus works again when
 replayed (CVE-2018-14781, CVE-2016-5086). Pairing is entering a serial at the pump
 (CVE-2016-5085): whoever sends with a paired serial is that device. The pump answers a
 broadcast scan with its serial (Barnaby Jack, 2011). What the firmware still enforces (its dose
@@ -20,7 +20,7 @@ from pumpguard.devices.insulin import (
     InsulinPump,
 )
 from pumpguard.devices.sensors import CgmReading
-from pumpguard.link._base import Endpoint, LinkReply
+from pumpguard.link._base import Endpoint, HandledCommand, LinkReply
 from pumpguard.link.codes import LinkEventCode, Role
 from pumpguard.link.energy import NRF52_CLASS, EnergyModel
 from pumpguard.link.frames import BROADCAST, FrameError, LegacyFrame, decode_legacy
@@ -74,6 +74,8 @@ class LegacyPumpEndpoint(Endpoint):
         )
         self.pump = pump
         self.paired: dict[int, Role] = {}
+        self.handled: list[HandledCommand] = []
+        """Every command handed to the firmware, in order."""
         self._ids = count(1)
 
     def pair_by_serial(self, serial: int, role: Role) -> None:
@@ -131,6 +133,7 @@ class LegacyPumpEndpoint(Endpoint):
             response = CpResponse(opcode, exc.ids_code)
         else:
             result = self.pump.handle(request.command)
+            self.handled.append(HandledCommand(reply_at, frame.src, request.command, result))
             response = CpResponse(request.opcode, result.ids_code, result.bolus_id)
         payload = encode_response(response)
         self._send(

@@ -39,7 +39,7 @@ from pumpguard.devices.insulin import (
     InsulinPump,
 )
 from pumpguard.devices.sensors import CgmReading
-from pumpguard.link._base import Endpoint, LinkReply, RateLimiter
+from pumpguard.link._base import Endpoint, HandledCommand, LinkReply, RateLimiter
 from pumpguard.link.codes import LinkEventCode, Role
 from pumpguard.link.crypto import (
     Direction,
@@ -842,6 +842,8 @@ class SecurePumpEndpoint(SecureEndpoint):
         )
         self.pump = pump
         self.link_alarm = False
+        self.handled: list[HandledCommand] = []
+        """Every command handed to the firmware, in order."""
         self._commands: dict[int, RateLimiter] = {}
         self._fallbacks = 0
 
@@ -904,6 +906,7 @@ class SecurePumpEndpoint(SecureEndpoint):
             response = CpResponse(request_opcode(pdu), exc.ids_code)
         else:
             result = self.pump.handle(request.command)
+            self.handled.append(HandledCommand(at_us, peer.address, request.command, result))
             response = CpResponse(request.opcode, result.ids_code, result.bolus_id)
         self._reply(
             peer.address, session, AppKind.COMMAND_RESPONSE, encode_response(response), at_us
@@ -1130,16 +1133,30 @@ class SecureCgmEndpoint(SecureEndpoint):
         )
         self.receiver_address = receiver_address
         self._start_ms = medium.clock.now_ms()
+        self._on_session = 0
+        """Readings sent on the current session (see ``report``)."""
 
     def pair_with_receiver(self) -> None:
         self.start_pairing(self.receiver_address, Role.CONTROLLER)
 
     def report(self, reading: CgmReading) -> bool:
-        """Send one reading; False if there is no session and none could be set up."""
-        if not self.has_session(self.receiver_address) and not (
-            self.receiver_address in self.peers and self.connect(self.receiver_address)
-        ):
-            return False
+        """Send one reading; False if there is no session and none could be set up.
+
+        Readings are never acknowledged, so the CGM cannot tell when its frames stop arriving;
+        after ``policy.wake_ahead`` readings on one session it sets up a new one first. Without
+        that, more than ``wake_ahead`` readings lost in a row (a jam) would leave its frames
+        on wake-up addresses the receiver no longer listens on, for good. A failed set-up
+        keeps the old session and is tried again with the next reading.
+        """
+        peer = self.receiver_address
+        if self.has_session(peer) and self._on_session >= self.policy.wake_ahead:
+            if self.connect(peer):
+                self._on_session = 0
+        elif not self.has_session(peer):
+            if peer not in self.peers or not self.connect(peer):
+                return False
+            self._on_session = 0
+        self._on_session += 1
         offset = max(0, (reading.time_ms - self._start_ms) // MS_PER_MINUTE)
         pdu = encode_cgm(CgmMeasurement(round(reading.glucose_mgdl), offset), with_crc=True)
         sent = self._send_app(self.receiver_address, bytes([AppKind.CGM_MEASUREMENT]) + pdu)

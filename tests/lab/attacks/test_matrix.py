@@ -1,0 +1,84 @@
+"""The acceptance matrix: every attack against both profiles, measured against its twin."""
+
+from __future__ import annotations
+
+import pytest
+from tests.lab.attacks.support import (
+    LEGACY_NOT_REPRODUCED,
+    Matrix,
+    check_legacy,
+    check_secure,
+    run_matrix,
+)
+
+from pumpguard.lab.attacks import CATALOGUE, Attack, get_attack
+from pumpguard.link import LinkEventCode, LinkProfile
+
+ATTACKS = [pytest.param(a, id=a.name) for a in CATALOGUE]
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_legacy_reproduces_the_attack(attack: type[Attack], matrix: Matrix) -> None:
+    result = matrix[(attack.name, LinkProfile.LEGACY)]
+    if attack.name in LEGACY_NOT_REPRODUCED:
+        assert not result.succeeded and result.logged
+        assert result.blocked_by == "frame-validation"
+        return
+    check_legacy(attack, result)
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_secure_stops_or_detects_the_attack(attack: type[Attack], matrix: Matrix) -> None:
+    check_secure(attack, matrix[(attack.name, LinkProfile.SECURE)])
+
+
+def test_results_carry_the_issue_keys(matrix: Matrix) -> None:
+    row = matrix[("forged-bolus", LinkProfile.SECURE)].to_json()
+    assert {"name", "system", "reference", "profile", "succeeded", "blocked_by", "logged"} <= set(
+        row
+    )
+    assert set(row["harm"]) >= {"extra_insulin_u", "min_bg_mgdl", "minutes_below_54"}
+
+
+def test_jamming_is_an_availability_attack_detected_under_secure(matrix: Matrix) -> None:
+    secure = matrix[("jamming", LinkProfile.SECURE)]
+    legacy = matrix[("jamming", LinkProfile.LEGACY)]
+    assert secure.availability and secure.succeeded and secure.blocked_by is None
+    assert str(LinkEventCode.LINK_LOST) in secure.events
+    assert not legacy.logged
+
+
+def test_the_flood_costs_the_secure_pump_less_battery(matrix: Matrix) -> None:
+    secure = matrix[("wakeup-flood", LinkProfile.SECURE)]
+    assert secure.blocked_by == "wakeup-budget"
+    assert str(LinkEventCode.WAKEUP_BUDGET_EXHAUSTED) in secure.events
+
+
+def test_eavesdropping_secure_decodes_nothing_and_cannot_be_logged(matrix: Matrix) -> None:
+    secure = matrix[("eavesdrop", LinkProfile.SECURE)]
+    assert "decoded 0 glucose readings, 0 dosing commands, 0 serials" in secure.evidence
+    assert not secure.logged
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("patient", "seed"), [("child#001", 2), ("adolescent#003", 3)])
+def test_full_matrix_on_other_patients_and_seeds(patient: str, seed: int) -> None:
+    found = run_matrix(patient, seed)
+    for attack in CATALOGUE:
+        if attack.name not in LEGACY_NOT_REPRODUCED:
+            check_legacy(attack, found[(attack.name, LinkProfile.LEGACY)])
+        check_secure(attack, found[(attack.name, LinkProfile.SECURE)])
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="known finding (docs/attacks.md): child#008, who spends 39 min below 54 mg/dL with "
+    "no attack, gets 5 (jamming) and 13 (sensor spoof) more minutes when the AID is replaced "
+    "by the scheduled basal",
+)
+@pytest.mark.parametrize("name", ["jamming", "spoofed-cgm-sensor"])
+def test_fallback_adds_no_time_below_54_for_a_child_prone_to_lows(name: str) -> None:
+    result = get_attack(name).run(LinkProfile.SECURE, "child#008", 5)
+    assert result.logged
+    assert result.harm.minutes_below_54 <= 0
