@@ -385,20 +385,26 @@ def test_watchdog_stops_a_corrupted_rate(make_pump: PumpFactory, clock: VirtualC
 # -- drug library --------------------------------------------------------------------------
 
 
-def test_library_cannot_change_while_a_programme_is_active(make_pump: PumpFactory) -> None:
+def test_library_installed_during_a_programme_applies_to_new_programmes_only(
+    make_pump: PumpFactory,
+) -> None:
+    """Replaces the old rule (install refused during a programme): the running programme keeps
+    the library it was checked against; the new one is active for what starts afterwards."""
     pump = make_pump()
     start(pump, heparin())
-    newer = make_library(version=8)
-    result = pump.handle(InstallLibrary(newer))
-    assert result.rejection is Rejection.INFUSING
-    assert pump.library is not None and pump.library.version == 7
-    pump.handle(Pause())
-    assert pump.handle(InstallLibrary(newer)).rejection is Rejection.INFUSING
-    pump.handle(Clear())
-    assert pump.handle(InstallLibrary(newer)).accepted
+    rate = pump.delivering_rate_ml_h
+    assert pump.handle(InstallLibrary(make_library(version=8))).accepted
+    assert pump.delivering_rate_ml_h == rate
     assert pump.display().library_version == 8
-    kinds = [e.kind for e in pump.log]
-    assert EventKind.LIBRARY_REFUSED in kinds and EventKind.LIBRARY_INSTALLED in kinds
+    (running,) = pump.running_programmes()
+    assert running.library_version == 7
+    pump.handle(Pause())
+    assert pump.handle(InstallLibrary(make_library(version=9))).accepted
+    pump.handle(Clear())
+    start(pump, heparin())
+    (running,) = pump.running_programmes()
+    assert running.library_version == 9
+    assert [e.kind for e in pump.log].count(EventKind.LIBRARY_INSTALLED) == 2
 
 
 def test_no_library_no_programme(clock: VirtualClock) -> None:

@@ -57,32 +57,77 @@ def fleet() -> FleetResult:
     return simulate_fleet(300, seed=7, keep_log=True)
 
 
-def test_no_pump_ever_applies_while_in_use(fleet: FleetResult) -> None:
-    """Replays every pump's log: at the instant it applies, it runs no programme."""
-    applied = 0
-    for pump, kinds in _per_pump(fleet).items():
+def _replay(result: FleetResult) -> tuple[int, int, int]:
+    """Replays every pump's log (replaces the old rule's check that no pump applies while in
+    use): no pump applies while a programme is being entered. Returns how many applied while
+    infusing, how many applied at a confirmation after waiting, and how many applied."""
+    infusing = at_confirmation = applied = 0
+    events: dict[int, list[tuple[int, FleetEventKind]]] = defaultdict(list)
+    for event in result.events:
+        events[event.pump].append((event.time_ms, event.kind))
+    for pump, timeline in events.items():
         if pump < 0:
             continue
-        in_use = False
-        for kind in kinds:
-            if kind is K.INFUSION_START:
-                assert not in_use, f"pump {pump} started a programme twice"
-                in_use = True
+        state, last_confirm = "idle", -1
+        for when, kind in timeline:
+            if kind is K.PROGRAMMING_START:
+                assert state == "idle", f"pump {pump} programmed twice"
+                state = "entering"
+            elif kind is K.INFUSION_START:
+                state, last_confirm = "infusing", when
             elif kind is K.INFUSION_END:
-                in_use = False
+                state = "idle"
             elif kind is K.APPLIED:
-                assert not in_use, f"pump {pump} applied the library during an infusion"
+                assert state != "entering", f"pump {pump} applied during programming entry"
                 applied += 1
+                infusing += state == "infusing"
+                at_confirmation += when == last_confirm
+    return infusing, at_confirmation, applied
+
+
+def test_no_pump_applies_during_programming_entry(fleet: FleetResult) -> None:
+    infusing, _, applied = _replay(fleet)
     assert applied == sum(t is not None for t in fleet.applied_ms)
-    # the rule was exercised: many pumps were infusing when the library reached them
-    waited = sum(
-        1
-        for kinds in _per_pump(fleet).values()
-        if K.STAGED in kinds
-        and K.APPLIED in kinds
-        and K.INFUSION_END in kinds[kinds.index(K.STAGED) : kinds.index(K.APPLIED)]
+    # the new rule was exercised: many pumps were infusing when the library went in
+    assert infusing > 30
+
+
+def test_a_library_staged_during_programming_entry_goes_in_at_the_confirmation() -> None:
+    """Long entries (30 min) make many pumps receive the library while a programme is entered:
+    each waits, and applies at the instant the programme is confirmed (on the old library)."""
+    result = simulate_fleet(
+        300, seed=7, keep_log=True, model=FleetModel(programming_entry_s=1800.0)
     )
-    assert waited > 30
+    _, at_confirmation, applied = _replay(result)
+    assert applied == sum(t is not None for t in result.applied_ms)
+    assert at_confirmation > 5
+
+
+def test_a_programme_keeps_the_library_active_at_its_confirmation(fleet: FleetResult) -> None:
+    """Programmes confirmed before their pump applied run on the old library until they end
+    (and are counted as such); programmes confirmed afterwards never are."""
+    old = fleet.old_library_programmes
+    assert old
+    for pump, start, end in old:
+        applied = fleet.applied_ms[pump]
+        assert start < end
+        assert applied is None or start <= applied
+    confirmed_after: dict[int, int] = defaultdict(int)
+    for event in fleet.events:
+        if event.kind is K.INFUSION_START and event.pump >= 0:
+            applied = fleet.applied_ms[event.pump]
+            if applied is not None and event.time_ms - fleet.publish_ms > applied:
+                confirmed_after[event.pump] += 1
+    assert sum(confirmed_after.values()) > 100
+    at_publish = fleet.infusions_on_old_library(0)
+    assert at_publish.on_pumps_with_new_library_active == 0
+    assert at_publish.on_pumps_without_it == fleet.infusing_at_publish
+    t95 = fleet.time_to_share_ms(0.95)
+    assert t95 is not None
+    later = fleet.infusions_on_old_library(t95)
+    assert later.on_pumps_with_new_library_active > later.on_pumps_without_it
+    still_old = later.on_pumps_with_new_library_active + later.on_pumps_without_it
+    assert still_old > 0
 
 
 def test_each_pump_goes_through_the_update_steps_in_order(fleet: FleetResult) -> None:
@@ -156,12 +201,15 @@ def test_the_model_apply_rule_agrees_with_can_apply_on_the_real_firmware() -> No
     shows, the apply decision on the real state with the one on the modelled activity."""
     clock = VirtualClock(1_767_225_600_000)
     pump = InfusionPump(PumpKind.LVP, clock, library=parse_library_bytes(library_bytes(1)))
-    seen: list[PumpState] = [pump.state]
+    seen: list[tuple[PumpState, bool]] = [(pump.state, pump.awaiting_confirmation)]
     saline = ContinuousProgramme("Saline", Decimal(100), "mL/h", Decimal(50))
+    titration = ContinuousProgramme("Saline", Decimal(120), "mL/h", Decimal(50))
     for step in (
         PowerOn(),
         SetCareArea("ICU"),
         Program(saline),
+        Confirm(),
+        Program(titration),
         Confirm(),
         Pause(),
         Resume(),
@@ -170,11 +218,11 @@ def test_the_model_apply_rule_agrees_with_can_apply_on_the_real_firmware() -> No
         PowerOff(),
     ):
         if step is None:
-            clock.advance(40 * 60_000)  # 50 mL at 100 mL/h: complete, the pump keeps the vein open
+            clock.advance(40 * 60_000)  # 50 mL at 120 mL/h: complete, the pump keeps the vein open
         else:
             assert pump.handle(step).accepted, step
-        seen.append(pump.state)
-    assert set(seen) >= {
+        seen.append((pump.state, pump.awaiting_confirmation))
+    assert {state for state, _ in seen} >= {
         PumpState.OFF,
         PumpState.IDLE,
         PumpState.PROGRAMMING,
@@ -182,11 +230,14 @@ def test_the_model_apply_rule_agrees_with_can_apply_on_the_real_firmware() -> No
         PumpState.PAUSED,
         PumpState.KVO,
     }
-    for state in [*seen, *PumpState]:
-        real = can_apply(state) is ApplyDecision.APPLY
-        modelled = can_apply(activity_of(state).pump_state) is ApplyDecision.APPLY
-        assert real == modelled, state
+    assert (PumpState.INFUSING, True) in seen  # a titration entered on a running pump
+    every = [(state, pending) for state in PumpState for pending in (False, True)]
+    for state, pending in [*seen, *every]:
+        real = can_apply(state, awaiting_confirmation=pending)
+        modelled = can_apply(activity_of(state, awaiting_confirmation=pending).pump_state)
+        assert (real is ApplyDecision.APPLY) == (modelled is ApplyDecision.APPLY), state
     assert activity_of(PumpState.KVO) is Activity.IN_USE
+    assert activity_of(PumpState.INFUSING, awaiting_confirmation=True) is Activity.PROGRAMMING
 
 
 def test_bench_rollout_json_reports_every_figure() -> None:
@@ -205,6 +256,10 @@ def test_bench_rollout_json_reports_every_figure() -> None:
     assert report["utilisation"]["share_infusing"] == 0.4
     assert report["target_met"] == (report["t95_s"] <= 3600)
     assert report["waves"][0] == 8
+    assert "active library" in report["runs_new_library"]
+    at_publish = report["old_library_infusions_at_publish"]
+    assert at_publish["on_pumps_without_it"] == report["infusing_at_publish"]
+    assert set(report["old_library_infusions_at_t95"]) == set(at_publish)
 
 
 def test_bench_rollout_verifies_every_pump_of_a_small_fleet() -> None:
@@ -240,12 +295,14 @@ def test_bench_rollout_refuses_bad_flags(flags: list[str]) -> None:
     assert result.exit_code == 2
 
 
-def test_compliance_mid_roll_out_names_offline_and_infusing_pumps() -> None:
+def test_compliance_mid_roll_out_names_offline_pumps_and_no_infusing_ones() -> None:
+    """Replaces the old rule's expectation of infusing laggards: an infusion no longer holds a
+    pump back, and compliance says so."""
     result = simulate_fleet(300, seed=9, horizon_h=1.0)
     assert result.horizon_reached
     compliance = result.rollout.compliance(result.publish_ms + result.end_ms)
     counts = dict(compliance.by_reason())
-    assert counts[LagReason.INFUSING] > 0
+    assert LagReason.INFUSING not in counts
     assert counts[LagReason.OFFLINE] > 0
     assert compliance.on_current == sum(t is not None for t in result.applied_ms)
     assert compliance.online == sum(p.online for p in result.rollout.statuses())

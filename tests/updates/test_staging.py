@@ -1,4 +1,6 @@
-"""The apply rule: stage, apply only on an idle pump, A/B firmware with automatic rollback."""
+"""The apply rule: a drug library goes in at once except during programming entry (the pump
+binds running programmes to their own library); firmware only on an idle pump, A/B slots with
+automatic rollback."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pumpguard.devices.infusion import (
     PowerOn,
     Program,
     PumpState,
+    Rejection,
     SetCareArea,
 )
 from pumpguard.updates import (
@@ -37,23 +40,40 @@ SALINE = ContinuousProgramme("Saline", Decimal(100), "mL/h", Decimal(250))
 
 
 @pytest.mark.parametrize(
-    ("state", "decision"),
+    ("state", "library", "firmware"),
     [
-        (PumpState.IDLE, ApplyDecision.APPLY),
-        (PumpState.INFUSING, ApplyDecision.WAIT_INFUSING),
-        (PumpState.PAUSED, ApplyDecision.WAIT_INFUSING),
-        (PumpState.KVO, ApplyDecision.WAIT_INFUSING),
-        (PumpState.PROGRAMMING, ApplyDecision.WAIT_PROGRAMMING),
-        (PumpState.OFF, ApplyDecision.WAIT_NOT_READY),
-        (PumpState.FAILED, ApplyDecision.WAIT_NOT_READY),
+        (PumpState.IDLE, ApplyDecision.APPLY, ApplyDecision.APPLY),
+        (PumpState.INFUSING, ApplyDecision.APPLY, ApplyDecision.WAIT_INFUSING),
+        (PumpState.PAUSED, ApplyDecision.APPLY, ApplyDecision.WAIT_INFUSING),
+        (PumpState.KVO, ApplyDecision.APPLY, ApplyDecision.WAIT_INFUSING),
+        (PumpState.PROGRAMMING, ApplyDecision.WAIT_PROGRAMMING, ApplyDecision.WAIT_PROGRAMMING),
+        (PumpState.OFF, ApplyDecision.WAIT_NOT_READY, ApplyDecision.WAIT_NOT_READY),
+        (PumpState.FAILED, ApplyDecision.WAIT_NOT_READY, ApplyDecision.WAIT_NOT_READY),
     ],
 )
-def test_only_an_idle_pump_applies(state: PumpState, decision: ApplyDecision) -> None:
-    assert can_apply(state) is decision
+def test_a_library_applies_in_any_ready_state_firmware_only_when_idle(
+    state: PumpState, library: ApplyDecision, firmware: ApplyDecision
+) -> None:
+    """Replaces the old rule (a library only on an idle pump)."""
+    assert can_apply(state) is library
+    assert can_apply(state, UpdateKind.DRUG_LIBRARY) is library
+    assert can_apply(state, UpdateKind.FIRMWARE) is firmware
+    assert can_apply(state, UpdateKind.FIRMWARE, awaiting_confirmation=True) is firmware
+
+
+@pytest.mark.parametrize("state", [PumpState.INFUSING, PumpState.PAUSED, PumpState.KVO])
+def test_a_library_waits_while_a_programme_is_entered_on_an_infusing_pump(
+    state: PumpState,
+) -> None:
+    """A titration or a secondary pre-filled on a running pump: the state says infusing."""
+    assert can_apply(state, awaiting_confirmation=True) is ApplyDecision.WAIT_PROGRAMMING
 
 
 def test_every_pump_state_has_a_decision() -> None:
-    assert {can_apply(state) for state in PumpState} <= set(ApplyDecision)
+    for kind in UpdateKind:
+        for pending in (False, True):
+            decisions = {can_apply(s, kind, awaiting_confirmation=pending) for s in PumpState}
+            assert decisions <= set(ApplyDecision)
 
 
 def _verified_library(lab: Lab, version: int = 2) -> VerifiedUpdate:
@@ -75,9 +95,14 @@ def _verified_firmware(lab: Lab, version: int = 5) -> VerifiedUpdate:
     return outcome
 
 
-def test_a_library_never_changes_on_an_infusing_pump(lab: Lab) -> None:
-    """Drives the real hospital pump firmware: the staged library waits through programming,
-    infusion and pause, and goes in once the programme is cleared."""
+def _apply(staged: StagedUpdate, pump: InfusionPump) -> ApplyDecision:
+    return staged.try_apply(pump.state, awaiting_confirmation=pump.awaiting_confirmation)
+
+
+def test_a_library_goes_in_during_an_infusion_and_binds_only_new_programmes(lab: Lab) -> None:
+    """Drives the real hospital pump firmware (replaces the old rule, which waited for the
+    programme to be cleared): the staged library waits while a programme is entered, goes in
+    while the pump infuses, the running infusion keeps v1, the next programme starts on v2."""
     update = _verified_library(lab)
     assert update.library is not None
     pump = InfusionPump(PumpKind.LVP, lab.clock, library=parse_library_bytes(library_bytes(1)))
@@ -86,23 +111,31 @@ def test_a_library_never_changes_on_an_infusing_pump(lab: Lab) -> None:
     staged = StagedUpdate(update, previous_version=1)
     staged.stage()
     assert pump.handle(Program(SALINE)).accepted
-    assert staged.try_apply(pump.state) is ApplyDecision.WAIT_PROGRAMMING
+    assert _apply(staged, pump) is ApplyDecision.WAIT_PROGRAMMING
     assert pump.handle(Confirm()).accepted
-    assert staged.try_apply(pump.state) is ApplyDecision.WAIT_INFUSING
     lab.clock.advance(600_000)
-    pump.handle(Pause())
-    assert staged.try_apply(pump.state) is ApplyDecision.WAIT_INFUSING
+    titration = ContinuousProgramme("Saline", Decimal(120), "mL/h", Decimal(250))
+    assert pump.handle(Program(titration)).accepted
+    assert pump.state is PumpState.INFUSING
+    assert _apply(staged, pump) is ApplyDecision.WAIT_PROGRAMMING
+    assert pump.handle(Confirm()).accepted
     assert staged.phase is UpdatePhase.STAGED
-    assert pump.library is not None and pump.library.version == 1
-    pump.handle(Clear())
-    assert staged.try_apply(pump.state) is ApplyDecision.APPLY
+    rate = pump.delivering_rate_ml_h
+    assert _apply(staged, pump) is ApplyDecision.APPLY
     assert staged.phase is UpdatePhase.APPLIED
     assert pump.handle(InstallLibrary(update.library)).accepted
-    assert pump.library.version == 2
+    assert pump.library is not None and pump.library.version == 2
+    assert pump.delivering_rate_ml_h == rate
+    assert [r.library_version for r in pump.running_programmes()] == [1]
     report = staged.report(lab.clock.now_ms())
     assert (report.installed_version, report.previous_version) == (2, 1)
     assert report.phase is UpdatePhase.APPLIED
     assert staged.phase is UpdatePhase.REPORTED
+    pump.handle(Pause())
+    pump.handle(Clear())
+    assert pump.handle(Program(SALINE)).accepted
+    assert pump.handle(Confirm()).accepted
+    assert [r.library_version for r in pump.running_programmes()] == [2]
 
 
 def test_firmware_is_staged_in_the_inactive_slot_and_committed(lab: Lab) -> None:
@@ -152,15 +185,19 @@ def test_transitions_out_of_order_are_refused(lab: Lab) -> None:
         StagedUpdate(firmware)
 
 
-def test_the_pump_itself_also_refuses_a_library_mid_infusion(lab: Lab) -> None:
-    """Defence in depth: even if a caller ignored ``can_apply``, the firmware refuses."""
+def test_the_pump_itself_refuses_an_older_verified_library_mid_infusion(lab: Lab) -> None:
+    """Defence in depth: a correctly signed but older library (still listed in the role) is
+    refused by the firmware too, infusing or not, and the running programme is untouched."""
     update = _verified_library(lab, version=3)
     assert update.library is not None
-    older = parse_library_bytes(library_bytes(2))
-    pump = InfusionPump(PumpKind.LVP, lab.clock, library=older)
+    newer = parse_library_bytes(library_bytes(4))
+    pump = InfusionPump(PumpKind.LVP, lab.clock, library=newer)
     pump.handle(PowerOn())
     pump.handle(SetCareArea("ICU"))
     pump.handle(Program(SALINE))
     pump.handle(Confirm())
-    assert not pump.handle(InstallLibrary(update.library)).accepted
-    assert pump.library is older
+    rate = pump.delivering_rate_ml_h
+    assert pump.handle(InstallLibrary(update.library)).rejection is Rejection.DOWNGRADE
+    assert pump.library is newer
+    assert pump.delivering_rate_ml_h == rate
+    assert [r.library_version for r in pump.running_programmes()] == [4]

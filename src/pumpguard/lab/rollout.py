@@ -8,13 +8,16 @@ real ``StagedUpdate``, and applies it only when ``can_apply`` says so. Pump stat
 and ``tests/lab/test_rollout_fleet.py`` checks that the model's rule agrees with ``can_apply`` on
 the states the real firmware goes through.
 
-When a pump applies (the design point that decides time to coverage): never during an infusion,
-paused or not, nor under a programme awaiting confirmation. A staged library is applied the
-moment the pump is idle: at once if it is idle when verification ends, otherwise when the
-clinician clears the finished (or stopped) programme; the pump installs it before it accepts the
-next programme, so every programme started after that point is checked against the new limits.
-Long continuous infusions (a bag or syringe that runs for hours) therefore keep a pump on the old
-library until the bag is changed, and that is what bounds t95, not the network.
+When a pump applies (the design point that decides time to coverage): at once, idle or
+infusing, except while a programme is being entered (pre-filled, awaiting confirmation); then
+at the confirmation, just after the programme is started on the library it was checked
+against. The firmware binds every running programme to the library it was checked against for
+its whole life, so "runs the new library" means: the new library is the pump's active library,
+the one every programme confirmed afterwards is checked against. Programmes running at that
+instant keep the old one until they end; the simulation records them
+(``FleetResult.infusions_on_old_library``). Each programme starts with an entry period
+(``FleetModel.programming_entry_s``); titrations, whose entry also delays an install by as long,
+are not modelled.
 
 Offline pumps: a notification to an offline pump waits in its MQTT session and is delivered at
 reconnection; an offline pump cannot fetch, but applies a library it staged before it went
@@ -72,6 +75,7 @@ __all__ = [
     "FleetEventKind",
     "FleetModel",
     "FleetResult",
+    "OldLibraryInfusions",
     "ReleaseCost",
     "RolloutBench",
     "activity_of",
@@ -90,6 +94,7 @@ class Activity(StrEnum):
     """What the simulation knows of a pump: enough to decide the apply rule, nothing more."""
 
     IDLE = "idle"
+    PROGRAMMING = "programming"
     IN_USE = "in-use"
     NOT_READY = "not-ready"
 
@@ -101,12 +106,13 @@ class Activity(StrEnum):
 
 _REPRESENTATIVE = {
     Activity.IDLE: PumpState.IDLE,
+    Activity.PROGRAMMING: PumpState.PROGRAMMING,
     Activity.IN_USE: PumpState.INFUSING,
     Activity.NOT_READY: PumpState.OFF,
 }
 _ACTIVITY = {
     PumpState.IDLE: Activity.IDLE,
-    PumpState.PROGRAMMING: Activity.IN_USE,
+    PumpState.PROGRAMMING: Activity.PROGRAMMING,
     PumpState.INFUSING: Activity.IN_USE,
     PumpState.PAUSED: Activity.IN_USE,
     PumpState.KVO: Activity.IN_USE,
@@ -115,9 +121,14 @@ _ACTIVITY = {
 }
 
 
-def activity_of(state: PumpState) -> Activity:
-    """How a real firmware state is modelled: a programme from set-up to clearing is in use."""
-    return _ACTIVITY[state]
+def activity_of(state: PumpState, *, awaiting_confirmation: bool = False) -> Activity:
+    """How a real firmware state is modelled: entering a programme (also a titration or a
+    secondary pre-filled on a running pump) is programming; a confirmed programme until it is
+    cleared is in use."""
+    activity = _ACTIVITY[state]
+    if awaiting_confirmation and activity is not Activity.NOT_READY:
+        return Activity.PROGRAMMING
+    return activity
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +145,9 @@ class FleetModel:
       log-normal, median 6 h, at most 24 h of hang time). ``continuous_share`` is their share
       of programmes started (assumption: 30 %); continuous programmes take most pump-hours.
     - idle gaps: exponential, with the mean that makes ``share_infusing`` the stationary share.
+    - ``programming_entry_s``: time from the start of programming to the clinician's
+      confirmation at the pump (assumption: 60 s; the pump reminds after 2 min). A library is
+      not applied during it.
     - ``share_offline``: share of pumps out of network reach at any instant (switched off in
       storage, in transport, Wi-Fi dead spots); assumption: 10 %, in episodes with an
       exponential length of mean ``offline_mean_h`` (assumption: 12 h). Offline is modelled as
@@ -154,6 +168,7 @@ class FleetModel:
     continuous_median_h: float = 6.0
     continuous_sigma: float = 0.6
     continuous_max_h: float = 24.0
+    programming_entry_s: float = 60.0
     share_offline: float = 0.10
     offline_mean_h: float = 12.0
     notify_latency_s: tuple[float, float] = (0.1, 2.0)
@@ -180,8 +195,10 @@ class FleetModel:
         low, high = self.notify_latency_s
         if not 0 <= low <= high:
             raise ValueError("notify_latency_s must be (low, high) with 0 <= low <= high")
-        if self.fetch_jitter_s < 0 or self.verify_s < 0:
-            raise ValueError("fetch_jitter_s and verify_s must not be negative")
+        if self.fetch_jitter_s < 0 or self.verify_s < 0 or self.programming_entry_s < 0:
+            raise ValueError(
+                "fetch_jitter_s, verify_s and programming_entry_s must not be negative"
+            )
 
 
 class FleetEventKind(IntEnum):
@@ -198,6 +215,8 @@ class FleetEventKind(IntEnum):
     FAILED = 10
     CANCELLED = 11
     PUBLISHED = 12
+    PROGRAMMING_START = 13
+    """A programme is being entered; ``INFUSION_START`` is its confirmation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +254,22 @@ class FleetResult:
     rollout: Rollout = field(repr=False)
     compliance_at_target: Compliance | None = field(default=None, repr=False)
     """Fleet compliance one hour (``TARGET_T95_S``) after publication, if the run got there."""
+    old_library_programmes: tuple[tuple[int, int, int], ...] = field(default=(), repr=False)
+    """(pump, confirmed, ends) of every programme checked against the old library that was
+    still running at publication or started later; ms after publication."""
+
+    def infusions_on_old_library(self, ms: int) -> OldLibraryInfusions:
+        """Programmes running on the old library ``ms`` after publication, split by whether
+        their pump has the new library active already (they keep the old one until they end)."""
+        bound = without = 0
+        for pump, start, end in self.old_library_programmes:
+            if start <= ms < end:
+                applied = self.applied_ms[pump]
+                if applied is not None and applied <= ms:
+                    bound += 1
+                else:
+                    without += 1
+        return OldLibraryInfusions(bound, without)
 
     def time_to_share_ms(self, share: float, *, online_only: bool = True) -> int | None:
         """When ``share`` of the pumps online at publication (or of all) ran the library."""
@@ -248,6 +283,16 @@ class FleetResult:
         needed = math.ceil(share * len(chosen))
         times = sorted(t for t in chosen if t is not None)
         return times[needed - 1] if len(times) >= needed else None
+
+
+@dataclass(frozen=True, slots=True)
+class OldLibraryInfusions:
+    """Infusions running on the old library at one instant."""
+
+    on_pumps_with_new_library_active: int
+    """Started before their pump installed the new library: bound to the old one until they end."""
+    on_pumps_without_it: int
+    """On pumps that have not installed the new library yet (not reached, offline, entering)."""
 
 
 @dataclass(slots=True)
@@ -280,6 +325,7 @@ class _Ev(IntEnum):
     TICK = 9
     HALT = 10
     SNAPSHOT = 11
+    CONFIRM = 12
 
 
 class _Fleet:
@@ -328,6 +374,7 @@ class _Fleet:
             else math.inf
         )
         self.programmes = [0, 0, 0, 0]
+        self.old_programmes: list[tuple[int, int, int]] = []
         self.snapshot: Compliance | None = None
         self.failed = 0
         self.cancelled = 0
@@ -341,6 +388,7 @@ class _Fleet:
             return math.inf
         sampler = random.Random(0)
         mean_ms = sum(self._programme_ms(sampler) for _ in range(50_000)) / 50_000
+        mean_ms += self.m.programming_entry_s * _MS
         return mean_ms * (1 - u) / u
 
     def _programme_ms(self, rng: random.Random) -> int:
@@ -373,7 +421,9 @@ class _Fleet:
             if self.rng.random() < m.share_infusing:
                 p.activity = Activity.IN_USE
                 self._log(i, FleetEventKind.INFUSION_START)
-                self._at(self._programme_ms(self.rng), _Ev.INFUSION_END, i)
+                end = self._programme_ms(self.rng)
+                self._at(end, _Ev.INFUSION_END, i)
+                self._old_programme(i, 0, end)
             elif math.isfinite(self.mean_idle_ms):
                 self._at(self._exp_ms(self.mean_idle_ms), _Ev.INFUSION_START, i)
             if m.share_offline > 0 and self.rng.random() < m.share_offline:
@@ -433,6 +483,8 @@ class _Fleet:
             self._infusion_end(i, now)
         elif kind is _Ev.INFUSION_START:
             self._infusion_start(i, now)
+        elif kind is _Ev.CONFIRM:
+            self._confirm(i, now)
         elif kind is _Ev.OFFLINE:
             self._offline(i, now)
         elif kind is _Ev.ONLINE:
@@ -489,6 +541,18 @@ class _Fleet:
                 self._at(self.clock.now_ms() + self._uniform_ms(low, high), _Ev.CANCEL, i)
 
     def _infusion_start(self, i: int, now: int) -> None:
+        """A clinician starts entering a programme; it runs once confirmed."""
+        entry_ms = int(self.m.programming_entry_s * _MS)
+        if entry_ms == 0:
+            self._confirm(i, now)
+            return
+        self.pumps[i].activity = Activity.PROGRAMMING
+        self._log(i, FleetEventKind.PROGRAMMING_START)
+        self._at(now + entry_ms, _Ev.CONFIRM, i)
+
+    def _confirm(self, i: int, now: int) -> None:
+        """The programme starts, checked against the pump's active library at this instant;
+        a library staged during the entry goes in right after (``_try_apply``)."""
         p = self.pumps[i]
         p.activity = Activity.IN_USE
         self._log(i, FleetEventKind.INFUSION_START)
@@ -496,7 +560,15 @@ class _Fleet:
             slot = 0 if now < self.publish_ms + MS_PER_HOUR else 2
             self.programmes[slot] += 1
             self.programmes[slot + 1] += p.applied_ms is not None
-        self._at(now + self._programme_ms(self.rng), _Ev.INFUSION_END, i)
+        end = now + self._programme_ms(self.rng)
+        self._at(end, _Ev.INFUSION_END, i)
+        if p.applied_ms is None:
+            self._old_programme(i, now, end)
+        self._try_apply(i, now)
+
+    def _old_programme(self, i: int, start: int, end: int) -> None:
+        if end > self.publish_ms:
+            self.old_programmes.append((i, start - self.publish_ms, end - self.publish_ms))
 
     def _infusion_end(self, i: int, now: int) -> None:
         p = self.pumps[i]
@@ -668,6 +740,7 @@ class _Fleet:
             events=tuple(self.log),
             rollout=self.rollout,
             compliance_at_target=self.snapshot,
+            old_library_programmes=tuple(self.old_programmes),
         )
 
 
@@ -826,9 +899,15 @@ def measure_release(
 # ---------------------------------------------------------------------- the benchmark
 
 _APPLY_RULE = (
-    "a pump applies a verified library only when idle (updates.can_apply): at once if idle, "
-    "else when the running programme is cleared, before the next programme starts; never "
-    "during an infusion, paused infusion, KVO or a programme awaiting confirmation"
+    "a pump applies a verified library at once, idle or infusing (updates.can_apply), except "
+    "while a programme is being entered (then at its confirmation); running programmes keep "
+    "the library they were checked against until they end, every programme confirmed "
+    "afterwards is checked against the new one"
+)
+_RUNS_NEW_LIBRARY = (
+    "a pump runs the new library once it is its active library (the one every programme "
+    "confirmed afterwards is checked against); infusions running at that instant keep the old "
+    "library until they end: old_library_infusions_* counts them"
 )
 _DENOMINATOR = (
     "t50_s/t95_s/t99_s: virtual seconds after publication until that share of the pumps that "
@@ -859,6 +938,10 @@ class RolloutBench:
             "t95_s": t95,
             "t99_s": _seconds(f.time_to_share_ms(0.99)),
             "t_definition": _DENOMINATOR,
+            "runs_new_library": _RUNS_NEW_LIBRARY,
+            "old_library_infusions_at_publish": _old_at(f, 0),
+            "old_library_infusions_at_t95": _old_at(f, f.time_to_share_ms(0.95)),
+            "old_library_infusions_at_target": _old_at(f, TARGET_T95_S * _MS),
             "target_t95_s": TARGET_T95_S,
             "target_met": t95 is not None and t95 <= TARGET_T95_S,
             "share_of_online_at_target": _share_at(f, TARGET_T95_S * _MS),
@@ -920,6 +1003,16 @@ _MODEL_SOURCES = (
 def _share_at(fleet: FleetResult, ms: int) -> float:
     online = [t for t, on in zip(fleet.applied_ms, fleet.online_at_publish_mask, strict=True) if on]
     return sum(t is not None and t <= ms for t in online) / len(online) if online else 0.0
+
+
+def _old_at(fleet: FleetResult, ms: int | None) -> dict[str, int] | None:
+    if ms is None:
+        return None
+    old = fleet.infusions_on_old_library(ms)
+    return {
+        "on_pumps_with_new_library_active": old.on_pumps_with_new_library_active,
+        "on_pumps_without_it": old.on_pumps_without_it,
+    }
 
 
 def _seconds(ms: int | None) -> float | None:

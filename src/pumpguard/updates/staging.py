@@ -7,10 +7,20 @@ client, so nothing unverified can ever be staged) and moves::
     verified -> staged -> applied -> reported                 (drug library)
     verified -> staged -> booted -> applied | rolled-back -> reported   (firmware, A/B slots)
 
-Applying waits while the pump is anything but idle: a library or firmware change never happens
-during an infusion, paused or not, nor under a programme waiting for confirmation. Firmware is
-written to the inactive slot, booted, self-tested, and either committed or rolled back to the
-slot it came from; the running slot is never overwritten.
+When to apply depends on what is installed:
+
+* a drug library is applied at once, idle or infusing (paused, KVO), because the pump binds
+  each running programme to the library it was checked against for the programme's whole life
+  (``devices.infusion``): installing changes which library *new* programmes are checked
+  against, nothing about the infusions running. It waits only while a programme is being
+  entered (a pre-filled programme awaiting confirmation, new, titration or secondary): the
+  clinician is reading a verdict and a rate computed with the active library, and swapping it
+  then would either have them confirm numbers the pump no longer stands behind or (what the
+  firmware does if asked anyway) throw away what they typed. Entry takes seconds to minutes and
+  the pump reminds after two, so the wait costs nothing measurable. An off or failed pump waits.
+* firmware still needs an idle pump: booting another image stops the delivery mechanism. It
+  is written to the inactive slot, booted, self-tested, and either committed or rolled back to
+  the slot it came from; the running slot is never overwritten.
 """
 
 from __future__ import annotations
@@ -52,7 +62,16 @@ class ApplyDecision(StrEnum):
     WAIT_NOT_READY = "wait-not-ready"
 
 
-_DECISIONS = {
+_LIBRARY_DECISIONS = {
+    PumpState.IDLE: ApplyDecision.APPLY,
+    PumpState.INFUSING: ApplyDecision.APPLY,
+    PumpState.PAUSED: ApplyDecision.APPLY,
+    PumpState.KVO: ApplyDecision.APPLY,
+    PumpState.PROGRAMMING: ApplyDecision.WAIT_PROGRAMMING,
+    PumpState.OFF: ApplyDecision.WAIT_NOT_READY,
+    PumpState.FAILED: ApplyDecision.WAIT_NOT_READY,
+}
+_FIRMWARE_DECISIONS = {
     PumpState.IDLE: ApplyDecision.APPLY,
     PumpState.INFUSING: ApplyDecision.WAIT_INFUSING,
     PumpState.PAUSED: ApplyDecision.WAIT_INFUSING,
@@ -63,9 +82,21 @@ _DECISIONS = {
 }
 
 
-def can_apply(state: PumpState) -> ApplyDecision:
-    """The apply rule the pump calls with its current state: only an idle pump changes."""
-    return _DECISIONS[state]
+def can_apply(
+    state: PumpState,
+    kind: UpdateKind = UpdateKind.DRUG_LIBRARY,
+    *,
+    awaiting_confirmation: bool = False,
+) -> ApplyDecision:
+    """The apply rule the pump calls with its state and ``InfusionPump.awaiting_confirmation``
+    (a titration or secondary being entered while the pump infuses shows ``INFUSING``): a drug
+    library goes in at once except during programming entry; firmware only on an idle pump."""
+    if kind is UpdateKind.FIRMWARE:
+        return _FIRMWARE_DECISIONS[state]
+    decision = _LIBRARY_DECISIONS[state]
+    if decision is ApplyDecision.APPLY and awaiting_confirmation:
+        return ApplyDecision.WAIT_PROGRAMMING
+    return decision
 
 
 class Slot(StrEnum):
@@ -153,10 +184,13 @@ class StagedUpdate:
             self._slots = self._slots.stage(self._update.target.version)
         self._phase = UpdatePhase.STAGED
 
-    def try_apply(self, state: PumpState) -> ApplyDecision:
-        """Apply if the pump is idle; otherwise stay staged and say why."""
+    def try_apply(self, state: PumpState, *, awaiting_confirmation: bool = False) -> ApplyDecision:
+        """Apply if ``can_apply`` allows it for this update's kind; otherwise stay staged and
+        say why."""
         self._expect(UpdatePhase.STAGED)
-        decision = can_apply(state)
+        decision = can_apply(
+            state, self._update.target.kind, awaiting_confirmation=awaiting_confirmation
+        )
         if decision is not ApplyDecision.APPLY:
             return decision
         if self._slots is not None:

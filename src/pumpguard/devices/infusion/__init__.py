@@ -27,7 +27,7 @@ from pumpguard.devices.infusion.commands import (
 )
 from pumpguard.devices.infusion.log import DeliverySnapshot, EventKind, EventLog, LogEntry
 from pumpguard.devices.infusion.model import PumpModel, PumpState
-from pumpguard.devices.infusion.pump import Display, InfusionPump
+from pumpguard.devices.infusion.pump import Display, InfusionPump, RunningProgramme
 
 __all__ = [
     "AcknowledgeAlarm",
@@ -59,6 +59,7 @@ __all__ = [
     "PumpState",
     "Rejection",
     "Resume",
+    "RunningProgramme",
     "SensorChange",
     "SensorKind",
     "SetCareArea",

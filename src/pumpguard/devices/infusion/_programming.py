@@ -86,7 +86,7 @@ def evaluate(
     hard_max = entry.continuous.hard_max
     assert hard_max is not None
     ceiling = dose_to_flow(entry.unit.convert(hard_max, unit), unit, conc, programme.weight_kg)
-    running = Infusion(programme, entry, unit, conc, rate, ceiling)
+    running = Infusion(programme, entry, unit, conc, rate, ceiling, library, area)
     return ders, running
 
 
@@ -143,7 +143,7 @@ def _evaluate_pca(
     hard_max = entry.continuous.hard_max
     assert hard_max is not None
     ceiling = model.pca_bolus_rate_ml_h + dose_to_flow(hard_max, entry.unit, conc, weight)
-    pca = PcaSession(programme, entry, entry.unit, conc, basal_rate, volume, ceiling)
+    pca = PcaSession(programme, entry, entry.unit, conc, basal_rate, volume, ceiling, library, area)
     return demand.plus(findings), pca
 
 

@@ -1,5 +1,9 @@
 """What a pump is running: confirmed programmes and the volumes they have delivered.
 
+Each running programme carries the drug library and care area it was checked against: a
+library installed while it runs becomes the pump's active library for new programmes only, and
+this programme's titrations and limits stay those of its own library until it ends.
+
 Volumes are kept in mL x ms/h (a rate in mL/h times integer milliseconds), which is exact:
 only reading them in mL divides, so no rounding accumulates over a long infusion.
 """
@@ -9,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from pumpguard.clinical import Concentration, DoseUnit, DrugEntry
+from pumpguard.clinical import Concentration, DoseUnit, DrugEntry, DrugLibrary
 from pumpguard.clock import MS_PER_HOUR
 from pumpguard.devices.infusion.commands import ContinuousProgramme, PcaProgramme
 
@@ -30,6 +34,8 @@ class Infusion:
     concentration: Concentration | None
     rate_ml_h: Decimal
     max_rate_ml_h: Decimal
+    library: DrugLibrary
+    care_area: str
     infused: Decimal = ZERO
 
     @property
@@ -52,6 +58,8 @@ class PcaSession:
     basal_rate_ml_h: Decimal
     demand_volume_ml: Decimal
     max_rate_ml_h: Decimal
+    library: DrugLibrary
+    care_area: str
     used: Decimal = ZERO
     bolus_active: bool = False
     bolus_left: Decimal = ZERO

@@ -9,8 +9,13 @@ state-machine tests check on random command sequences):
 
 * nothing is delivered that a clinician did not confirm at the pump; an order from the EHR or
   a remote command only *pre-fills* a programme;
-* a hard limit of the installed drug library cannot be crossed, not even with an override;
-  a soft limit needs an override reason, which is logged;
+* a hard limit of the drug library a programme was checked against cannot be crossed, not even
+  with an override; a soft limit needs an override reason, which is logged;
+* a running programme is bound to that library for its whole life: a newer library may be
+  installed at any time (never an older one, never an invalid one) and becomes the active
+  library for every programme started afterwards, while the running programme, its titrations,
+  its limits and its PCA lockout and hourly limit stay those of its own library until it is
+  completed, cleared or replaced;
 * delivery on a programme stops at its VTBI (then only KVO, never above the programmed rate);
 * a PCA dose is refused inside the lockout or when it could take the rolling one-hour total
   over the hourly limit;
@@ -33,14 +38,17 @@ from decimal import Decimal
 from pumpguard.clinical import (
     DersResult,
     DosingError,
+    DrugEntry,
     DrugLibrary,
     Finding,
+    LibraryError,
     PumpKind,
     UnitError,
     Verdict,
     dose_to_volume,
     flow_to_dose,
     parse_dose_unit,
+    parse_library,
 )
 from pumpguard.clock import MS_PER_HOUR, MS_PER_MINUTE, Clock
 from pumpguard.devices.infusion._programming import evaluate
@@ -82,7 +90,7 @@ from pumpguard.devices.infusion.log import (
 from pumpguard.devices.infusion.model import PumpModel, PumpState
 from pumpguard.devices.power import Battery
 
-__all__ = ["Display", "InfusionPump"]
+__all__ = ["Display", "InfusionPump", "RunningProgramme"]
 
 _SENSOR_ALARMS = {
     SensorKind.OCCLUSION: AlarmKind.OCCLUSION,
@@ -100,6 +108,24 @@ class _Plan:
     since_ms: int
     ders: DersResult
     running: Infusion | PcaSession
+    library: DrugLibrary
+    """What it was checked against: confirmation checks it against the same library only."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunningProgramme:
+    """A confirmed programme and the library it was checked against, which it keeps until it
+    ends: what a clinician and the server need to see when it is not the active library."""
+
+    channel: Channel | None
+    drug: str
+    programme: ContinuousProgramme | PcaProgramme
+    library_id: str
+    library_version: int
+    care_area: str
+    entry: DrugEntry | None
+    rate_ml_h: Decimal
+    max_rate_ml_h: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +145,7 @@ class Display:
     alarms: tuple[AlarmKind, ...]
     pending: str | None
     battery_percent: int
+    programmes: tuple[RunningProgramme, ...] = ()
 
     def lines(self) -> list[str]:
         head = (
@@ -129,6 +156,12 @@ class Display:
             dose = "" if self.dose is None else f"  {_significant(self.dose)} {self.dose_unit}"
             out.append(f"{self.drug}: {self.rate_ml_h:f} mL/h{dose}")
         out.append(f"infused {self.volume_infused_ml.quantize(Decimal('0.01')):f} mL")
+        for running in self.programmes:
+            if running.library_version != self.library_version:
+                out.append(
+                    f"{running.drug} runs on library v{running.library_version}; "
+                    f"v{self.library_version} applies to new programmes"
+                )
         if self.pending:
             out.append(f"pending: {self.pending}")
         out.extend(f"ALARM {a.priority.name}: {a.text}" for a in self.alarms)
@@ -238,6 +271,21 @@ class InfusionPump:
     def pending_verdict(self) -> Verdict | None:
         return None if self._pending is None else self._pending.ders.verdict
 
+    @property
+    def awaiting_confirmation(self) -> bool:
+        """A programme (new, titration or secondary) is pre-filled and waits at the pump: the
+        update client must not install a library under it (see ``updates.can_apply``)."""
+        return self._pending is not None
+
+    def running_programmes(self) -> tuple[RunningProgramme, ...]:
+        """Every confirmed programme, paused or not, with the library it runs under."""
+        self.tick()
+        return self._running_views()
+
+    def _running_views(self) -> tuple[RunningProgramme, ...]:
+        running = (self._primary, self._secondary, self._pca)
+        return tuple(_running_view(r) for r in running if r is not None)
+
     def display(self) -> Display:
         """The screen, derived from the delivery engine after catching up with the clock."""
         self.tick()
@@ -273,6 +321,7 @@ class InfusionPump:
             tuple(a.kind for a in self.alarms),
             pending,
             int(self.battery.fraction * 100),
+            self._running_views(),
         )
 
     # ------------------------------------------------------------------ driving
@@ -626,9 +675,9 @@ class InfusionPump:
             return _refuse(Rejection.NOT_AT_PUMP, f"a {command.source} cannot program the pump")
         if self._library is None:
             return _refuse(Rejection.NO_LIBRARY, "no drug library installed")
-        if self._care_area is None:
-            return _refuse(Rejection.NO_CARE_AREA, "choose a care area first")
         programme = command.programme
+        if self._care_area is None and self._titrated(programme) is None:
+            return _refuse(Rejection.NO_CARE_AREA, "choose a care area first")
         pending = self._pending
         if (
             pending is not None
@@ -656,7 +705,7 @@ class InfusionPump:
             return refusal
         if self._pending is not None:
             self.log.append(self._t, EventKind.PROGRAMME_CANCELLED, command.source, "replaced")
-        self._pending = _Plan(programme, command.source, self._t, ders, running)
+        self._pending = _Plan(programme, command.source, self._t, ders, running, running.library)
         self._alarms.pop(AlarmKind.UNCONFIRMED_PROGRAMME, None)
         self.log.append(
             self._t,
@@ -732,12 +781,33 @@ class InfusionPump:
             "clear the channel to start another bag",
         )
 
+    def _titrated(self, programme: ContinuousProgramme | PcaProgramme) -> Infusion | None:
+        """The running primary this programme would titrate, if it is one: a primary programme
+        while the primary runs (paused or not) with no secondary and its VTBI not complete.
+        After completion (KVO) the same drug is a new bag, checked like any new programme."""
+        if not isinstance(programme, ContinuousProgramme) or programme.channel is Channel.SECONDARY:
+            return None
+        if self._primary is None or self._secondary is not None or self._kvo:
+            return None
+        return self._primary
+
+    def _checked_against(
+        self, programme: ContinuousProgramme | PcaProgramme
+    ) -> tuple[DrugLibrary, str | None]:
+        """A titration is checked against its programme's own library and care area; every
+        new programme (new bag, secondary, PCA) against the active library."""
+        titrated = self._titrated(programme)
+        if titrated is not None:
+            return titrated.library, titrated.care_area
+        assert self._library is not None
+        return self._library, self._care_area
+
     def _evaluate_here(
         self, programme: ContinuousProgramme | PcaProgramme
     ) -> tuple[DersResult, Infusion | PcaSession | None]:
-        assert self._library is not None
-        assert self._care_area is not None
-        return evaluate(self.model, self._library, self._care_area, programme)
+        library, area = self._checked_against(programme)
+        assert area is not None
+        return evaluate(self.model, library, area, programme)
 
     def _confirm(self, command: Confirm) -> CommandResult:
         if command.source is not CommandSource.KEYPAD:
@@ -750,6 +820,16 @@ class InfusionPump:
         misfit = self._programme_fits(plan.programme)
         if misfit is not None:
             return misfit
+        library, _ = self._checked_against(plan.programme)
+        if library is not plan.library:
+            self._pending = None
+            self._alarms.pop(AlarmKind.UNCONFIRMED_PROGRAMME, None)
+            message = (
+                f"{plan.programme.drug} was checked against library v{plan.library.version}, "
+                f"which no longer applies to it (v{library.version} does): programme it again"
+            )
+            self.log.append(self._t, EventKind.PROGRAMME_CANCELLED, command.source, message)
+            return _refuse(Rejection.WRONG_STATE, message)
         ders, running = self._evaluate_here(plan.programme)
         if ders.verdict.blocks or running is None:
             self._pending = None
@@ -969,6 +1049,15 @@ class InfusionPump:
                 Rejection.NOT_AT_PUMP,
                 "a drug library is installed by the pump's update client or at the pump only",
             )
+        problem = _invalid(new)
+        if problem is not None:
+            self.log.append(
+                self._t,
+                EventKind.LIBRARY_REFUSED,
+                command.source,
+                f"{new.library_id} v{new.version}: invalid ({problem})",
+            )
+            return _refuse(Rejection.INVALID, f"the library is invalid: {problem}")
         installed = self._library
         if installed is not None and _rolls_back(installed, new):
             self.log.append(
@@ -981,28 +1070,58 @@ class InfusionPump:
                 Rejection.DOWNGRADE,
                 f"v{new.version} cannot replace installed v{installed.version} (no rollback)",
             )
-        if self._active() is not None:
+        if self._pending is not None:
             self.log.append(
                 self._t,
-                EventKind.LIBRARY_REFUSED,
+                EventKind.PROGRAMME_CANCELLED,
                 command.source,
-                f"{new.library_id} v{new.version}: a programme is active",
+                f"{self._pending.programme.drug}: discarded, checked against the replaced library",
             )
-            return _refuse(Rejection.INFUSING, "the drug library cannot change during a programme")
+            self._pending = None
+            self._alarms.pop(AlarmKind.UNCONFIRMED_PROGRAMME, None)
         old = self._library
-        self._library = new
-        self._pending = None
-        self._alarms.pop(AlarmKind.UNCONFIRMED_PROGRAMME, None)
-        if self._care_area is not None and new.care_area(self._care_area) is None:
-            self._care_area = None
         was = "none" if old is None else f"v{old.version}"
-        self.log.append(
-            self._t,
-            EventKind.LIBRARY_INSTALLED,
-            command.source,
-            f"{new.library_id} {was} -> v{new.version}",
-        )
-        return _ok(f"library {new.library_id} v{new.version} installed")
+        kept = self._running_views()
+        detail = f"{new.library_id} {was} -> v{new.version}, active for new programmes"
+        if kept:
+            detail += "; running programmes keep their library: " + ", ".join(
+                f"{r.channel or 'pca'} {r.drug} {r.library_id} v{r.library_version}" for r in kept
+            )
+        with self._changing(EventKind.LIBRARY_INSTALLED, command.source, detail):
+            self._library = new
+            if self._care_area is not None and new.care_area(self._care_area) is None:
+                self._care_area = None
+        return _ok(f"library {new.library_id} v{new.version} installed ({detail})")
+
+
+def _invalid(library: DrugLibrary) -> str | None:
+    """Validate again what the update client validated: a library object can be built without
+    validation (``model_construct``) or corrupted in memory, and the pump trusts no caller."""
+    try:
+        parse_library(library.model_dump(mode="json"), "installed library")
+    except LibraryError as exc:
+        return "; ".join(str(issue) for issue in exc.issues)
+    except (ValueError, TypeError, AttributeError) as exc:
+        return f"cannot be read: {exc}"
+    return None
+
+
+def _running_view(running: Infusion | PcaSession) -> RunningProgramme:
+    if isinstance(running, PcaSession):
+        channel, rate = None, running.basal_rate_ml_h
+    else:
+        channel, rate = running.programme.channel, running.rate_ml_h
+    return RunningProgramme(
+        channel,
+        running.programme.drug,
+        running.programme,
+        running.library.library_id,
+        running.library.version,
+        running.care_area,
+        running.entry,
+        rate,
+        running.max_rate_ml_h,
+    )
 
 
 def _rolls_back(installed: DrugLibrary, new: DrugLibrary) -> bool:
