@@ -131,6 +131,8 @@ class AssetService:
         self._ctx = ctx
 
     def _row(self, ident: str) -> AssetRow:
+        if not _IDENT.fullmatch(ident):  # cannot exist; PostgreSQL refuses NUL in a query
+            raise NotFound(f"no asset {ident!r}")
         row = self._session.scalars(select(AssetRow).where(AssetRow.ident == ident)).first()
         if row is None:
             raise NotFound(f"no asset {ident!r}")

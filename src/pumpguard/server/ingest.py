@@ -462,6 +462,8 @@ class IngestService:
         return [self._view(row, state, now) for row, state in self._session.execute(query)]
 
     def status(self, device_id: str) -> PumpStatusView:
+        if not _DEVICE.fullmatch(device_id):  # cannot exist; PostgreSQL refuses NUL in a query
+            raise NotFound(f"no status reported by {device_id!r}")
         now = self._ctx.clock.now_ms()
         found = self._session.execute(
             select(PumpStatusRow, AssetRow.state)
@@ -480,6 +482,10 @@ class IngestService:
         limit: int = 100,
     ) -> list[StoredEvent]:
         """Stored events in arrival order, paged by id (pass the last id seen as ``after_id``)."""
+        if (device_id is not None and not _DEVICE.fullmatch(device_id)) or (
+            kind is not None and not _KIND.fullmatch(kind)
+        ):
+            return []
         query = (
             select(PumpEventRow)
             .where(PumpEventRow.id > after_id)

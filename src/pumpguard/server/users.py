@@ -146,6 +146,8 @@ class UserService:
         self._hasher = _hasher(ctx.settings.argon2)
 
     def _by_name(self, username: str, *, lock: bool = False) -> UserRow | None:
+        if not _USERNAME.fullmatch(username):
+            return None  # cannot exist; and PostgreSQL refuses some strings (NUL) outright
         query = select(UserRow).where(UserRow.username == username)
         if lock:
             query = query.with_for_update()

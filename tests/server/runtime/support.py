@@ -1,0 +1,142 @@
+"""Running a ``Stack`` in tests, and waiting for what it records (bounded, never timed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select
+from tests.server.conftest import TEST_ARGON2, PostgresDatabase, require_postgres
+
+from pumpguard.pki import PeerIdentity, client_tls_context, read_credential
+from pumpguard.security_events import JsonLinesEventFile, SecurityEvent
+from pumpguard.server import SECURITY_EVENTS_FILE, ServerSettings
+from pumpguard.server.models import PumpEventRow
+from pumpguard.server.runtime import ALERTS_FILE, Stack, StackConfig
+from pumpguard.transport import MqttClient
+
+T = TypeVar("T")
+
+CHEAP_SETTINGS = ServerSettings(argon2=TEST_ARGON2)
+
+
+def database_urls(kind: str) -> Iterator[str | None]:
+    """``None`` (SQLite in the data directory) or a fresh PostgreSQL database, dropped after."""
+    if kind == "sqlite":
+        yield None
+        return
+    database = PostgresDatabase(require_postgres())
+    try:
+        yield database.url
+    finally:
+        database.drop()
+
+
+def run(coro: Coroutine[Any, Any, T], timeout_s: float = 60.0) -> T:
+    """Run one test coroutine; a hang fails the test instead of hanging the run."""
+
+    async def bounded() -> T:
+        async with asyncio.timeout(timeout_s):
+            return await coro
+
+    return asyncio.run(bounded())
+
+
+def config(data_dir: Path, database_url: str | None, **changes: Any) -> StackConfig:
+    fields: dict[str, Any] = {"http_port": 0, "mqtt_port": 0, "settings": CHEAP_SETTINGS}
+    fields.update(changes)
+    return StackConfig(data_dir=data_dir, database_url=database_url, **fields)
+
+
+@asynccontextmanager
+async def running_stack(
+    data_dir: Path, database_url: str | None, **changes: Any
+) -> AsyncIterator[Stack]:
+    stack = await Stack.start(config(data_dir, database_url, **changes))
+    try:
+        yield stack
+    finally:
+        await stack.stop()
+
+
+def security_events(stack_or_dir: Stack | Path) -> list[SecurityEvent]:
+    directory = stack_or_dir if isinstance(stack_or_dir, Path) else stack_or_dir.data_dir
+    path = directory / SECURITY_EVENTS_FILE
+    return JsonLinesEventFile(path).read() if path.exists() else []
+
+
+async def wait_for_event(stack: Stack, code: str, **match: str) -> SecurityEvent:
+    """The first security event with ``code`` (and matching fields), once the stack wrote it.
+
+    The broker reports a refused handshake on its side of the socket, which may be a moment
+    after the client saw the refusal; the test's overall timeout bounds the wait."""
+    while True:
+        try:
+            events = security_events(stack)
+        except ValueError:  # a line being appended right now
+            events = []
+        for event in events:
+            if event.code == code and all(
+                str(getattr(event, k, event.attributes.get(k))) == v for k, v in match.items()
+            ):
+                return event
+        await asyncio.sleep(0.05)
+
+
+def alert_analytics(stack: Stack) -> list[str]:
+    """The analytic ids of the alerts the stack's monitor raised (``alerts.jsonl``)."""
+    path = stack.data_dir / ALERTS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line)["analytic_id"] for line in path.read_text().splitlines() if line]
+
+
+def client_for(stack: Stack, cert_dir: Path, identity: PeerIdentity | None = None) -> MqttClient:
+    ident = identity if identity is not None else read_credential(cert_dir).identity
+    return MqttClient(
+        stack.local_address,
+        stack.mqtt_port,
+        client_tls_context(cert_dir),
+        ident,
+        connect_timeout_s=10,
+    )
+
+
+async def provision(stack: Stack, ident: str, kind: str = "lvp") -> Path:
+    return await asyncio.to_thread(stack.provision_device, ident, kind)
+
+
+def stored_events(stack: Stack, device_id: str) -> int:
+    with stack.store.transaction() as session:
+        count = session.scalar(
+            select(func.count())
+            .select_from(PumpEventRow)
+            .where(PumpEventRow.device_id == device_id)
+        )
+    return int(count or 0)
+
+
+async def wait_stored(stack: Stack, device_id: str, at_least: int) -> int:
+    while (count := await asyncio.to_thread(stored_events, stack, device_id)) < at_least:
+        await asyncio.sleep(0.05)
+    return count
+
+
+__all__ = [
+    "CHEAP_SETTINGS",
+    "alert_analytics",
+    "client_for",
+    "config",
+    "database_urls",
+    "provision",
+    "run",
+    "running_stack",
+    "security_events",
+    "stored_events",
+    "wait_for_event",
+    "wait_stored",
+]
