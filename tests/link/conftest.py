@@ -12,9 +12,11 @@ from pumpguard.clinical import BasalProfile
 from pumpguard.clock import VirtualClock
 from pumpguard.devices.insulin import InsulinPump
 from pumpguard.link import (
+    NO_QUIRKS,
     Adversary,
     LegacyCgmEndpoint,
     LegacyPumpEndpoint,
+    LegacyQuirks,
     LegacyRemoteEndpoint,
     LinkPolicy,
     RadioMedium,
@@ -103,12 +105,12 @@ def make_secure(policy: LinkPolicy | None = None, seed: int = 7) -> SecureSystem
     return SecureSystem(clock, medium, log, pump, pump_ep, controller, cgm, adversary)
 
 
-def make_legacy(seed: int = 7) -> LegacySystem:
+def make_legacy(seed: int = 7, quirks: LegacyQuirks = NO_QUIRKS) -> LegacySystem:
     clock = VirtualClock(START_MS)
     medium = RadioMedium(clock, seed=seed)
     log = SecurityEventLog()
     pump = InsulinPump(clock, BasalProfile.flat("1.0"), serial="PUMP-1")
-    pump_ep = LegacyPumpEndpoint(medium, pump, address=PUMP, sink=log)
+    pump_ep = LegacyPumpEndpoint(medium, pump, address=PUMP, sink=log, quirks=quirks)
     controller = LegacyRemoteEndpoint(
         medium, address=CONTROLLER, pump_address=PUMP, sink=log, position_m=(1.0, 0.0)
     )

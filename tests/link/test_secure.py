@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from tests.link.conftest import (
@@ -347,10 +348,29 @@ def test_link_loss_drops_automation_and_keeps_the_scheduled_basal(secure: Secure
     secure.clock.advance(2 * 60_000)
     secure.pump_ep.tick()
     assert secure.pump_ep.link_alarm
-    assert secure.pump.temp_basal is None
+    # The 2 U/h automated temp basal is replaced by the pump's limited mode, capped at the
+    # schedule (1 U/h here): the adaptive rate never exceeds it.
+    temp = secure.pump.temp_basal
+    assert temp is not None and temp.command_id == "link-loss-1" and temp.percent == 100
+    assert secure.pump.limited_mode
     assert secure.pump.state is PumpState.RUNNING
     assert secure.pump.basal_u_h == 1
     assert len(secure.log.with_code(LinkEventCode.LINK_LOST)) == 1
+
+
+def test_link_loss_runs_limited_mode_at_the_rate_automation_gave(secure: SecureSystem) -> None:
+    """Four hours of automation at 0.5 U/h against a 1 U/h schedule: on link loss the pump
+    runs 50 % of the schedule, not the full schedule (the child#008 finding)."""
+    for n in range(8):
+        reply = secure.controller.send(
+            SetTempBasal(30, Decimal("0.5"), None, CommandSource.AUTOMATED, f"t-{n}")
+        )
+        assert reply is not None and reply.accepted
+        secure.clock.advance(30 * 60_000)
+    secure.clock.advance(21 * 60_000)
+    secure.pump_ep.tick()
+    assert secure.pump_ep.link_alarm and secure.pump.limited_mode
+    assert secure.pump.basal_u_h == Fraction(1, 2)
 
 
 def test_jamming_loses_commands_without_changing_therapy(secure: SecureSystem) -> None:

@@ -50,6 +50,7 @@ from pumpguard.devices.insulin import (
 from pumpguard.devices.sensors import CgmReading, CgmTransmitter, FingerstickMeter
 from pumpguard.lab.insulin_loop import parse_meals, settings_for
 from pumpguard.link import (
+    LEGACY_RADIO_QUIRKS,
     HandledCommand,
     LegacyPumpEndpoint,
     LegacyRemoteEndpoint,
@@ -213,7 +214,12 @@ class LinkedLoop:
         self.medium = RadioMedium(self.clock, seed=config.seed, loss_rate=config.loss_rate)
         keys = random.Random(config.seed)
         self.link: LinkSystem = build_link(
-            config.profile, self.medium, self.pump, sink=self.events, random_bytes=keys.randbytes
+            config.profile,
+            self.medium,
+            self.pump,
+            sink=self.events,
+            random_bytes=keys.randbytes,
+            legacy_quirks=LEGACY_RADIO_QUIRKS,
         )
         self.meter: LegacyRemoteEndpoint | None = None
         if config.meter_remote and config.profile is LinkProfile.LEGACY:
@@ -233,6 +239,9 @@ class LinkedLoop:
         self.radio = RadioPumpLink(self.link.controller, self.link.pump, self.pump)
         self.controller = AidController(self.clock, self.radio, self.settings, id_prefix="aid")
         self.controller.keep_decisions = False
+        self.controller.limited_mode = True
+        """Stale CGM data (link lost, or readings withheld by the plausibility gate) puts the
+        pump in its limited mode rather than the full scheduled basal (docs/devices/insulin.md)."""
         self.cohort = Cohort([patient])
         self.carbs = parse_meals(config.meals).carbs(1, config.minutes)[0]
         self.hooks: list[MinuteHook] = []
@@ -311,9 +320,15 @@ class LinkedLoop:
 
     def _forward_readings(self) -> None:
         readings = self.link.controller.readings
+        now = self.clock.now_ms()
         while self._taken < len(readings):
             taken = readings[self._taken]
             self._taken += 1
+            if taken.time_ms > now:
+                # Stamped at reception, a few ms into the minute when the CGM's frame waited
+                # for other frames on the air (carrier sense); the app takes it now. Left in
+                # the future, the controller took it for no reading at all (stale data).
+                taken = replace(taken, time_ms=now)
             self.taken_readings.append(taken)
             if self._plausible(taken):
                 self.used_readings.append(taken)

@@ -22,7 +22,14 @@ from pumpguard.link.frames import (
     decode_legacy,
     decode_secure,
 )
-from pumpguard.link.legacy import LegacyCgmEndpoint, LegacyPumpEndpoint, LegacyRemoteEndpoint
+from pumpguard.link.legacy import (
+    LEGACY_RADIO_QUIRKS,
+    NO_QUIRKS,
+    LegacyCgmEndpoint,
+    LegacyPumpEndpoint,
+    LegacyQuirks,
+    LegacyRemoteEndpoint,
+)
 from pumpguard.link.medium import (
     PASS,
     InterceptPass,
@@ -48,7 +55,9 @@ from pumpguard.link.system import LinkAddresses, LinkSystem, PairingError, build
 
 __all__ = [
     "BROADCAST",
+    "LEGACY_RADIO_QUIRKS",
     "MAX_FRAME_BYTES",
+    "NO_QUIRKS",
     "NRF52_CLASS",
     "PASS",
     "Adversary",
@@ -68,6 +77,7 @@ __all__ = [
     "LegacyCgmEndpoint",
     "LegacyFrame",
     "LegacyPumpEndpoint",
+    "LegacyQuirks",
     "LegacyRemoteEndpoint",
     "LinkAddresses",
     "LinkEventCode",

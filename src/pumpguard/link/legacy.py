@@ -11,9 +11,10 @@ limits) it enforces for every source; the link adds nothing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import count
 
-from pumpguard.clock import MS_PER_MINUTE
+from pumpguard.clock import MS_PER_HOUR, MS_PER_MINUTE
 from pumpguard.devices.insulin import (
     Command,
     CommandSource,
@@ -23,7 +24,13 @@ from pumpguard.devices.sensors import CgmReading
 from pumpguard.link._base import Endpoint, HandledCommand, LinkReply
 from pumpguard.link.codes import LinkEventCode, Role
 from pumpguard.link.energy import NRF52_CLASS, EnergyModel
-from pumpguard.link.frames import BROADCAST, FrameError, LegacyFrame, decode_legacy
+from pumpguard.link.frames import (
+    BROADCAST,
+    MAX_FRAME_BYTES,
+    FrameError,
+    LegacyFrame,
+    decode_legacy,
+)
 from pumpguard.link.medium import IFS_US, RadioMedium
 from pumpguard.link.pdu import (
     AppKind,
@@ -43,7 +50,44 @@ from pumpguard.link.pdu import (
 )
 from pumpguard.security_events import SecurityEventSink
 
-__all__ = ["LegacyCgmEndpoint", "LegacyPumpEndpoint", "LegacyRemoteEndpoint"]
+__all__ = [
+    "LEGACY_RADIO_QUIRKS",
+    "NO_QUIRKS",
+    "LegacyCgmEndpoint",
+    "LegacyPumpEndpoint",
+    "LegacyQuirks",
+    "LegacyRemoteEndpoint",
+]
+
+USER_POWER_CYCLE_MS = 4 * MS_PER_HOUR
+"""How long a hung legacy radio stays hung before the user power-cycles the pump: the model's
+choice, about the time to the next meal, when the bolus from the phone fails and the user
+restarts the pump (the radio has no watchdog; nothing on the pump says the radio is dead)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyQuirks:
+    """Firmware bugs of a legacy pump radio, modelled on purpose and only when configured.
+
+    ``radio_hangs_on_bad_length``: the SweynTooth class (Garbelini et al., USENIX ATC 2020;
+    CVE-2019-16336 "link layer length overflow", CVE-2019-17519 "LLID deadlock" and their
+    siblings): a frame whose length field says more than the radio's buffer holds deadlocks the
+    BLE SoC's radio task. Here: a frame addressed to the pump (or broadcast) that is longer than
+    ``MAX_FRAME_BYTES`` hangs the pump's radio, silently, until a power cycle
+    (``LegacyPumpEndpoint.power_cycle``, done by the user after ``power_cycle_after_ms``). The
+    pump's firmware (delivery, limits) runs on: only the radio is dead, so the controller can
+    no longer command it and therapy goes on as last programmed. Without the quirk the legacy
+    codec refuses such frames and logs them, as the secure one does.
+    """
+
+    radio_hangs_on_bad_length: bool = False
+    power_cycle_after_ms: int | None = USER_POWER_CYCLE_MS
+    """None: the radio stays hung until ``power_cycle`` is called."""
+
+
+NO_QUIRKS = LegacyQuirks()
+LEGACY_RADIO_QUIRKS = LegacyQuirks(radio_hangs_on_bad_length=True)
+"""What the catalogue's legacy profile runs with (``lab.linked_loop``)."""
 
 
 class LegacyPumpEndpoint(Endpoint):
@@ -60,6 +104,7 @@ class LegacyPumpEndpoint(Endpoint):
         position_m: tuple[float, float] = (0.0, 0.0),
         range_m: float = 10.0,
         energy: EnergyModel = NRF52_CLASS,
+        quirks: LegacyQuirks = NO_QUIRKS,
     ) -> None:
         super().__init__(
             medium,
@@ -77,6 +122,29 @@ class LegacyPumpEndpoint(Endpoint):
         self.handled: list[HandledCommand] = []
         """Every command handed to the firmware, in order."""
         self._ids = count(1)
+        self.quirks = quirks
+        self.hung_since_ms: int | None = None
+        """When the radio task hung (``LegacyQuirks.radio_hangs_on_bad_length``), if it is."""
+        self.hangs: list[tuple[int, int | None]] = []
+        """Every hang: (start ms, end ms or None while it lasts)."""
+
+    @property
+    def radio_hung(self) -> bool:
+        """The radio task is deadlocked (the power cycle, if it is due, is applied first)."""
+        since = self.hung_since_ms
+        after = self.quirks.power_cycle_after_ms
+        if since is not None and after is not None and self.medium.clock.now_ms() >= since + after:
+            self.power_cycle(since + after)
+        return self.hung_since_ms is not None
+
+    def power_cycle(self, at_ms: int | None = None) -> None:
+        """The user restarts the pump (at ``at_ms``, default now): the radio task runs again.
+        Pairings are kept (stored); delivery is not touched (the model's pump keeps its
+        therapy across the restart)."""
+        if self.hung_since_ms is not None:
+            end = self.medium.clock.now_ms() if at_ms is None else at_ms
+            self.hangs[-1] = (self.hung_since_ms, end)
+        self.hung_since_ms = None
 
     def pair_by_serial(self, serial: int, role: Role) -> None:
         """The user types a remote's (or controller's, or CGM's) serial into the pump."""
@@ -84,11 +152,17 @@ class LegacyPumpEndpoint(Endpoint):
 
     def on_frame(self, data: bytes, at_us: int) -> None:
         dst = self._dst(data)
-        if dst not in (self.address, BROADCAST):
+        if dst not in (self.address, BROADCAST) or self.radio_hung:
             return
         self.meter.wake()
         self.meter.receive(len(data))
         self.meter.cpu()
+        if self.quirks.radio_hangs_on_bad_length and len(data) > MAX_FRAME_BYTES:
+            # SweynTooth: the length overruns the buffer and the radio task deadlocks, before
+            # any check could log it. The firmware behind it is not touched.
+            self.hung_since_ms = at_us // 1000
+            self.hangs.append((self.hung_since_ms, None))
+            return
         try:
             frame = decode_legacy(data)
         except FrameError as exc:

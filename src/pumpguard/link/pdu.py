@@ -29,6 +29,7 @@ from pumpguard.devices.insulin import (
     PumpState,
     Resume,
     SetTempBasal,
+    StartLimitedMode,
     Suspend,
 )
 from pumpguard.link.e2e import (
@@ -180,6 +181,10 @@ def encode_command(command: Command) -> bytes:
             return _op(IdsOpcode.SET_THERAPY_CONTROL_STATE) + bytes([IdsTherapyControlState.PAUSE])
         case Resume():
             return _op(IdsOpcode.SET_THERAPY_CONTROL_STATE) + bytes([IdsTherapyControlState.RUN])
+        case StartLimitedMode():
+            return _op(IdsOpcode.SET_THERAPY_CONTROL_STATE) + bytes(
+                [IdsTherapyControlState.LIMITED]
+            )
     raise PduError(
         f"{type(command).__name__} is not carried over the radio (it is done at the pump)",
         IdsResponseCode.OPCODE_NOT_SUPPORTED,
@@ -267,6 +272,8 @@ def decode_command(data: bytes, source: CommandSource, command_id: str | None) -
                 command = Suspend(source, command_id)
             elif operand[0] == IdsTherapyControlState.RUN:
                 command = Resume(source, command_id)
+            elif operand[0] == IdsTherapyControlState.LIMITED:
+                command = StartLimitedMode(source, command_id)
             else:
                 raise PduError(
                     f"therapy control state 0x{operand[0]:02X} is not accepted over the radio",

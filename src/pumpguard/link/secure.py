@@ -32,11 +32,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from pumpguard.clock import MS_PER_HOUR, MS_PER_MINUTE
 from pumpguard.devices.insulin import (
-    CancelTempBasal,
     Command,
     CommandSource,
     IdsResponseCode,
     InsulinPump,
+    StartLimitedMode,
 )
 from pumpguard.devices.sensors import CgmReading
 from pumpguard.link._base import Endpoint, HandledCommand, LinkReply, RateLimiter
@@ -928,16 +928,16 @@ class SecurePumpEndpoint(SecureEndpoint):
                 self.link_alarm = True
                 self._emit(
                     LinkEventCode.LINK_LOST,
-                    "no authenticated frame from the controller: scheduled basal continues, "
-                    "automated temp basal cancelled",
+                    "no authenticated frame from the controller: automation lost, the pump "
+                    "runs its limited mode (adaptive basal, never above the schedule)",
                     now,
                     peer.address,
                 )
                 temp = self.pump.temp_basal
-                if temp is not None and temp.source is CommandSource.AUTOMATED:
+                if temp is None or temp.source is CommandSource.AUTOMATED:
                     self._fallbacks += 1
                     self.pump.handle(
-                        CancelTempBasal(CommandSource.AUTOMATED, f"link-loss-{self._fallbacks}")
+                        StartLimitedMode(CommandSource.AUTOMATED, f"link-loss-{self._fallbacks}")
                     )
 
 

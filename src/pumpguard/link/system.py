@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 from pumpguard.devices.insulin import InsulinPump
 from pumpguard.link.codes import LinkProfile, Role
-from pumpguard.link.legacy import LegacyCgmEndpoint, LegacyPumpEndpoint, LegacyRemoteEndpoint
+from pumpguard.link.legacy import (
+    NO_QUIRKS,
+    LegacyCgmEndpoint,
+    LegacyPumpEndpoint,
+    LegacyQuirks,
+    LegacyRemoteEndpoint,
+)
 from pumpguard.link.medium import RadioMedium
 from pumpguard.link.secure import (
     LinkPolicy,
@@ -57,11 +63,17 @@ def build_link(
     addresses: LinkAddresses | None = None,
     policy: LinkPolicy | None = None,
     random_bytes: Callable[[int], bytes] = os.urandom,
+    legacy_quirks: LegacyQuirks = NO_QUIRKS,
 ) -> LinkSystem:
-    """Pump at (0, 0), controller at (1, 0), CGM at (0, 1) metres, paired and ready."""
+    """Pump at (0, 0), controller at (1, 0), CGM at (0, 1) metres, paired and ready.
+
+    ``legacy_quirks`` configures the legacy pump's firmware bugs (ignored by the secure
+    profile): legacy weaknesses are configuration, never an accident of shared code."""
     a = addresses or LinkAddresses()
     if profile is LinkProfile.LEGACY:
-        legacy_pump = LegacyPumpEndpoint(medium, pump, address=a.pump, sink=sink)
+        legacy_pump = LegacyPumpEndpoint(
+            medium, pump, address=a.pump, sink=sink, quirks=legacy_quirks
+        )
         remote = LegacyRemoteEndpoint(
             medium, address=a.controller, pump_address=a.pump, sink=sink, position_m=(1.0, 0.0)
         )

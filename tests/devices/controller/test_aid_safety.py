@@ -175,6 +175,25 @@ def test_stale_glucose_falls_back_to_scheduled_basal() -> None:
     assert len(rig.temp_rates()) == rates_before  # no dosing on stale data
 
 
+def test_stale_glucose_asks_the_pump_for_limited_mode_when_enabled() -> None:
+    """With ``limited_mode`` (the radio loop), stale data puts the pump in limited mode at the
+    rate automation gave (here a zero temp basal on a low: 0 %), not the full schedule; fresh
+    readings hand the basal back to the algorithm."""
+    rig = Rig()
+    rig.aid.limited_mode = True
+    rig.minutes(4 * 60, bg=60.0)  # four hours of lows: the AID suspends (zero temp basal)
+    assert rig.pump.basal_u_h == 0
+    rig.minutes(20)  # no reading for 20 minutes
+    assert rig.pump.limited_mode
+    assert rig.pump.basal_u_h < 1  # the schedule is 1 U/h
+    limited = [e for e in rig.pump.log if e.kind is EventKind.LIMITED_MODE]
+    assert len(limited) == 1
+    rig.minutes(30)
+    assert len([e for e in rig.pump.log if e.kind is EventKind.LIMITED_MODE]) == 1, "asked once"
+    rig.minutes(15, bg=120.0)
+    assert not rig.pump.limited_mode
+
+
 def test_reading_16_minutes_old_is_not_used() -> None:
     rig = Rig()
     rig.reading(400.0)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from fractions import Fraction
+
 import numpy as np
 
+from pumpguard.devices.insulin import EventKind, StartLimitedMode
 from pumpguard.lab.linked_loop import LinkedLoop, LinkedLoopConfig, LoopEventCode
 from pumpguard.link import Adversary, LinkEventCode, LinkProfile
 
@@ -65,3 +69,37 @@ def test_the_legacy_app_has_no_plausibility_gate() -> None:
     loop.run()
     assert loop.plausibility is None
     assert len(loop.used_readings) == len(loop.taken_readings)
+
+
+def _limited_entries(loop: LinkedLoop) -> list[str]:
+    return [e.command_id or "" for e in loop.pump.log if e.kind is EventKind.LIMITED_MODE]
+
+
+def test_a_lost_link_puts_the_pump_in_limited_mode_not_the_full_schedule() -> None:
+    """Jammed for an hour: the pump's own watchdog (link loss) starts limited mode, at a rate
+    learned from its delivery, never above the schedule; automation takes over again after."""
+    loop = LinkedLoop(LinkedLoopConfig(LinkProfile.SECURE, minutes=5 * 60))
+    loop.run_until(4 * 60)
+    adversary = Adversary(loop.medium, position_m=(2.0, 2.0))
+    adversary.jam(period_ms=10, on_ms=10, end_ms=loop.clock.now_ms() + 45 * 60_000)
+    loop.run_until(4 * 60 + 40)
+    assert loop.pump.limited_mode
+    assert any(c.startswith("link-loss-") for c in _limited_entries(loop))
+    assert loop.pump.basal_u_h <= Fraction(Decimal(str(loop.settings.basal_u_h)))
+    loop.run()
+    assert not loop.pump.limited_mode
+
+
+def test_withheld_readings_put_the_pump_in_limited_mode_over_the_radio() -> None:
+    """The secure app withholds readings it doubts; the controller (link still up) asks the
+    pump for limited mode with a radio command."""
+    loop = LinkedLoop(LinkedLoopConfig(LinkProfile.SECURE, minutes=4 * 60))
+    loop.run_until(2 * 60)
+    loop.sensor_offset_mgdl = 150.0
+    loop.run()
+    assert loop.events.with_code(LoopEventCode.CGM_IMPLAUSIBLE)
+    assert _limited_entries(loop)
+    assert any(
+        isinstance(c.command, StartLimitedMode) and c.result.accepted
+        for c in loop.link.pump.handled
+    )

@@ -48,6 +48,15 @@ def test_jamming_is_an_availability_attack_detected_under_secure(matrix: Matrix)
     assert not legacy.logged
 
 
+def test_sweyntooth_hangs_the_legacy_radio_and_secure_refuses_it(matrix: Matrix) -> None:
+    legacy = matrix[("malformed-frames", LinkProfile.LEGACY)]
+    secure = matrix[("malformed-frames", LinkProfile.SECURE)]
+    assert legacy.succeeded and "pump radio hung for" in legacy.evidence
+    assert "crash: none" in legacy.evidence and legacy.foreign_commands == 0
+    assert not secure.succeeded and secure.blocked_by == "frame-validation" and secure.logged
+    assert "pump radio hung" not in secure.evidence
+
+
 def test_the_flood_costs_the_secure_pump_less_battery(matrix: Matrix) -> None:
     secure = matrix[("wakeup-flood", LinkProfile.SECURE)]
     assert secure.blocked_by == "wakeup-budget"
@@ -74,8 +83,8 @@ def test_full_matrix_on_other_patients_and_seeds(patient: str, seed: int) -> Non
 @pytest.mark.xfail(
     strict=True,
     reason="known finding (docs/attacks.md): child#008, who spends 39 min below 54 mg/dL with "
-    "no attack, gets 5 (jamming) and 13 (sensor spoof) more minutes when the AID is replaced "
-    "by the scheduled basal",
+    "no attack, still gets 5 (jamming) and 12 (sensor spoof) more minutes with the pump's limited "
+    "mode: the twin's own pre-dinner low, 10 h later, moves by 1-3 mg/dL; less insulin in total",
 )
 @pytest.mark.parametrize("name", ["jamming", "spoofed-cgm-sensor"])
 def test_fallback_adds_no_time_below_54_for_a_child_prone_to_lows(name: str) -> None:

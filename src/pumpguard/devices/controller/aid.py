@@ -30,10 +30,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from pumpguard.clock import MS_PER_MINUTE, Clock
-from pumpguard.devices.controller.basal_bolus import BasalBolusController
+from pumpguard.devices.controller.basal_bolus import STALE_MS, BasalBolusController
 from pumpguard.devices.controller.link import PumpLink
 from pumpguard.devices.controller.settings import TherapySettings
-from pumpguard.devices.insulin import Bolus, CancelTempBasal, CommandSource, SetTempBasal
+from pumpguard.devices.insulin import (
+    Bolus,
+    CancelTempBasal,
+    CommandSource,
+    SetTempBasal,
+    StartLimitedMode,
+)
 
 __all__ = ["AidController", "Decision"]
 
@@ -74,6 +80,15 @@ class AidController(BasalBolusController):
         self._next_cycle_ms = clock.now_ms()
         self.decisions: list[Decision] = []
         self.keep_decisions = True
+        self.limited_mode = False
+        """With no CGM data to dose on, ask the pump for its limited mode (an adaptive basal
+        it learns from its own delivery, never above the schedule) instead of cancelling to
+        the scheduled basal. Off by default: the direct-call lab loop keeps its published
+        figures; the radio loop (``lab.linked_loop``) turns it on."""
+        self._limited_id: str | None = None
+        self._limited_refused = False
+        """The pump refused limited mode (it ran its bounded time): do not ask again until
+        readings come back; the scheduled basal runs meanwhile."""
 
     def step(self) -> None:
         """Called every minute; runs a cycle when one is due."""
@@ -144,6 +159,11 @@ class AidController(BasalBolusController):
             self.decisions.append(decision)
         if not client.delivering:
             return decision
+        if self.limited_mode and self._cgm_lost() and not self._limited_refused:
+            self._ask_limited_mode()
+            return decision
+        if decision.glucose_mgdl is not None:
+            self._limited_refused = False
         self._apply_basal(decision.rate_u_h)
         if decision.smb_u > 0 and not client.bolus_active and not client.uncertain:
             steps = math.floor(decision.smb_u / float(_BOLUS_STEP) + 1e-9)
@@ -153,6 +173,34 @@ class AidController(BasalBolusController):
                     Bolus(amount, source=CommandSource.AUTOMATED, command_id=client.next_id())
                 )
         return decision
+
+    def _cgm_lost(self) -> bool:
+        """No reading for more than ``STALE_MS``: automation has lost its data. (A reading
+        stamped a few milliseconds ahead of the controller's clock, which radio timing can
+        give, is not a loss: the cycle treats it as no reading, the old scheduled-basal rule.)"""
+        readings = self._readings
+        return not readings or self.clock.now_ms() - readings[-1].time_ms > STALE_MS
+
+    def _ask_limited_mode(self) -> None:
+        """Stale CGM data: the pump runs limited mode unless it already does or the user's own
+        temp basal runs (which stands, as in ``_apply_basal``)."""
+        client = self.client
+        temp = client.temp
+        if temp is not None and temp.source is not CommandSource.AUTOMATED:
+            return
+        if (
+            temp is not None
+            and self._limited_id is not None
+            and temp.command_id == self._limited_id
+        ):
+            return
+        command_id = client.next_id()
+        result = client.send(StartLimitedMode(CommandSource.AUTOMATED, command_id))
+        if result is not None and result.accepted:
+            self._limited_id = command_id
+        elif result is not None:
+            self._limited_refused = True
+            self._apply_basal(None)  # the old stale-data rule: cancel to the scheduled basal
 
     def _apply_basal(self, rate_u_h: float | None) -> None:
         client = self.client

@@ -19,6 +19,7 @@ from pumpguard.devices.insulin.commands import (
     SetLimits,
     SetTempBasal,
     SetUtcOffset,
+    StartLimitedMode,
     Suspend,
 )
 from pumpguard.devices.insulin.history import (
@@ -48,11 +49,18 @@ from pumpguard.devices.insulin.log import (
     TempBasalView,
 )
 from pumpguard.devices.insulin.model import InsulinPumpModel, PumpState
-from pumpguard.devices.insulin.pump import InsulinPump, Status
+from pumpguard.devices.insulin.pump import (
+    ADAPTIVE_WINDOW_MS,
+    LIMITED_MODE_MINUTES,
+    InsulinPump,
+    Status,
+)
 
 __all__ = [
+    "ADAPTIVE_WINDOW_MS",
     "DEFAULT_LIMITS",
     "HARD_CAPS",
+    "LIMITED_MODE_MINUTES",
     "AcknowledgeAlarm",
     "Alarm",
     "AlarmKind",
@@ -93,6 +101,7 @@ __all__ = [
     "SetLimits",
     "SetTempBasal",
     "SetUtcOffset",
+    "StartLimitedMode",
     "Status",
     "Suspend",
     "TempBasalView",

@@ -30,6 +30,10 @@ class AlarmKind(Enum):
     REMOTE_SUSPEND = ("suspended-remotely", AlarmPriority.MEDIUM, False, True)
     RESERVOIR_LOW = ("reservoir-low", AlarmPriority.MEDIUM, False, False)
     BATTERY_LOW = ("battery-low", AlarmPriority.MEDIUM, False, False)
+    LIMITED_MODE_ENDED = ("limited-mode-ended", AlarmPriority.MEDIUM, False, True)
+    """Limited mode ran its bounded time and the scheduled basal runs again: the user is asked
+    to check the link and the CGM (the 780G asks for a BG when it leaves Safe Basal). It ends
+    when automation doses again or when acknowledged at the pump."""
 
     def __init__(
         self, text: str, priority: AlarmPriority, stops: bool, self_clearing: bool

@@ -129,6 +129,24 @@ class Resume:
 
 
 @dataclass(frozen=True, slots=True)
+class StartLimitedMode:
+    """Automation is lost (no link to the controller, or no CGM data it may dose on): run the
+    pump's *limited mode*, a percent temp basal at the adaptive rate the pump learns from its
+    own recent basal delivery, never above the scheduled basal, for ``LIMITED_MODE_MINUTES``.
+
+    Omnipod 5 "Automated Mode: Limited" delivers the lower of the adaptive and the scheduled
+    basal rate while CGM data is missing (Omnipod 5 user guide, section 21.5); MiniMed
+    670G/780G "Safe Basal" is the same idea and ends after at most 4 hours (780G). The rate is
+    computed by the pump from its history, so nothing but this request has to cross the radio.
+    Only the automated controller (or the pump's own link watchdog, in its name) asks for it.
+    """
+
+    IDS_OPCODE: ClassVar[IdsOpcode | None] = IdsOpcode.SET_THERAPY_CONTROL_STATE
+    source: CommandSource = CommandSource.AUTOMATED
+    command_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SetBasalProfile:
     IDS_OPCODE: ClassVar[IdsOpcode | None] = None
     profile: BasalProfile
@@ -203,6 +221,7 @@ Command = (
     | CancelTempBasal
     | Suspend
     | Resume
+    | StartLimitedMode
     | SetBasalProfile
     | SetLimits
     | SetUtcOffset

@@ -48,3 +48,5 @@ class IdsTherapyControlState(IntEnum):
     STOP = 0x33
     PAUSE = 0x3C
     RUN = 0x55
+    LIMITED = 0x5A
+    """Not in IDS: pumpguard's value for "run limited mode" (``StartLimitedMode``)."""

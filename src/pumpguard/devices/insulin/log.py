@@ -50,6 +50,8 @@ class EventKind(StrEnum):
     TEMP_BASAL_START = "temp-basal-start"
     TEMP_BASAL_END = "temp-basal-end"
     TEMP_BASAL_CANCEL = "temp-basal-cancel"
+    LIMITED_MODE = "limited-mode"
+    """Automation lost: the temp basal just started is the pump's limited mode."""
     BOLUS_REQUESTED = "bolus-requested"
     """A remote bolus accepted into its cancel window: nothing delivered yet."""
     BOLUS_START = "bolus-start"

@@ -68,6 +68,7 @@ from pumpguard.devices.insulin.commands import (
     SetLimits,
     SetTempBasal,
     SetUtcOffset,
+    StartLimitedMode,
     Suspend,
 )
 from pumpguard.devices.insulin.history import CommandRecord, HistoryQuery, HistoryReply
@@ -99,6 +100,18 @@ _AUTOMATED = CommandSource.AUTOMATED
 _SYSTEM = CommandSource.SYSTEM
 _LIMIT_ALARMS = (AlarmKind.TWO_HOUR_LIMIT, AlarmKind.DAILY_LIMIT)
 _UTC_OFFSETS = (-720, 840, 15)
+LIMITED_MODE_MINUTES = 240
+"""How long limited mode runs before the pump reverts to the scheduled basal and alarms: 4 h,
+as the MiniMed 780G, which leaves SmartGuard after four hours of basal delivered from its
+insulin history instead of sensor glucose (Medtronic 780G support, "Returning to SmartGuard").
+Bounded because the adaptive rate is a guess from the past: it can be too little for a day
+that changed (illness, a missed meal bolus), and a lasting silent reduction risks ketosis;
+after 4 h a person has to look (the alarm), and the schedule is what the clinician set."""
+ADAPTIVE_WINDOW_MS = 4 * MS_PER_HOUR
+"""The adaptive rate is the mean basal delivery (scheduled and temp basal, no boluses) over
+the last 4 hours: long enough to average the AID's 5-minute swings and the suspensions
+around a meal, short enough to follow the day (Omnipod 5 learns its adaptive rate from the
+insulin history of earlier pods; this pump has only its own log)."""
 """UTC-12:00 to UTC+14:00 in quarter hours (the offsets in use world-wide)."""
 
 
@@ -196,6 +209,11 @@ class InsulinPump:
         """Until the next event: its time, the total rate and the battery load."""
         self._windows_of: tuple[InsulinLimits, tuple[Window, Window]] | None = None
         self._stop_cause: AlarmKind | None = None
+        self._limited_id: str | None = None
+        """Command id of the running limited-mode temp basal, if one runs."""
+        self._limited_over = False
+        """Limited mode ran its bounded time: no new limited mode until automation resumes (an
+        automated dose command accepted) or the user acknowledges the alarm at the pump."""
         """Why the pump stopped itself (a limit stop may fall back to the scheduled basal)."""
         self.battery = Battery(self.model.battery_capacity_mah, mains=charging)
         with self._changing(EventKind.STARTED, _LOCAL, f"{self.model.name} {serial}"):
@@ -356,6 +374,12 @@ class InsulinPump:
         seq = self.log.last_seq
         self._steady = None
         result = replace(self._dispatch(command), command_id=command_id)
+        if (
+            result.accepted
+            and source is _AUTOMATED
+            and isinstance(command, SetTempBasal | CancelTempBasal | Bolus)
+        ):
+            self._limited_over = False  # automation is back: its alarm clears itself
         if not result.accepted:
             self._rejected(command, source, command_id, result)
         self._timed_events()
@@ -418,6 +442,8 @@ class InsulinPump:
                 return self._suspend(command)
             case Resume():
                 return self._resume(command)
+            case StartLimitedMode():
+                return self._start_limited(command)
             case SetBasalProfile():
                 return self._set_profile(command)
             case SetLimits():
@@ -626,6 +652,10 @@ class InsulinPump:
         self._finish_boluses()
         temp = self._temp
         if temp is not None and self._t >= temp.end_ms:
+            if temp.command_id is not None and temp.command_id == self._limited_id:
+                self._limited_id = None
+                self._limited_over = True
+                self._raise(AlarmKind.LIMITED_MODE_ENDED, _SYSTEM)
             with self._changing(
                 EventKind.TEMP_BASAL_END,
                 _SYSTEM,
@@ -969,6 +999,8 @@ class InsulinPump:
                 )
             case AlarmKind.REMOTE_SUSPEND:
                 return self._suspended_by in (_REMOTE, _AUTOMATED)
+            case AlarmKind.LIMITED_MODE_ENDED:
+                return self._limited_over
         return False  # pragma: no cover
 
     def _stopping_alarm(self) -> AlarmKind | None:
@@ -1296,6 +1328,70 @@ class InsulinPump:
             self._basal = self._target_basal()
         return _ok("temp basal cancelled")
 
+    @property
+    def limited_mode(self) -> bool:
+        """Limited mode runs (its temp basal has not ended or been replaced)."""
+        self.tick()
+        temp, limited = self._temp, self._limited_id
+        return temp is not None and limited is not None and temp.command_id == limited
+
+    def adaptive_percent(self) -> int:
+        """The limited-mode rate as a percent of the scheduled basal, in the pump's temp basal
+        steps, rounded down, at most 100: the mean basal delivered over ``ADAPTIVE_WINDOW_MS``
+        (or since start, if shorter) against the scheduled rate now. With no history yet, 100."""
+        self.tick()
+        now = self._t
+        start = now - ADAPTIVE_WINDOW_MS
+        scheduled = Fraction(self._scheduled(now))
+        entries = [e for e in self.log if e.after is not None]
+        if not entries or now <= entries[0].time_ms or scheduled == 0:
+            return 100
+        begin = max(start, entries[0].time_ms)
+        total = _ZERO
+        for entry, nxt in zip(entries, [*entries[1:], None], strict=True):
+            assert entry.after is not None
+            seg_end = now if nxt is None else min(nxt.time_ms, now)
+            seg_start = max(entry.time_ms, begin)
+            if seg_end > seg_start:
+                total += entry.after.basal_u_h * (seg_end - seg_start) / MS_PER_HOUR
+        mean = total * MS_PER_HOUR / (now - begin)
+        _, step = self.model.temp_basal_percent
+        percent = math.floor(mean / scheduled * 100 / step) * step
+        return max(0, min(100, percent))
+
+    def _start_limited(self, command: StartLimitedMode) -> CommandResult:
+        refusal = self._only(command.source, (_AUTOMATED,), "limited mode")
+        if refusal is not None:
+            return refusal
+        if self.limited_mode:
+            return _ok("limited mode already runs")
+        if self._limited_over:
+            return _refuse(
+                Rejection.WRONG_STATE,
+                "limited mode ran its time: the scheduled basal runs until automation resumes "
+                "or the alarm is acknowledged at the pump",
+            )
+        percent = self.adaptive_percent()
+        temp = SetTempBasal(
+            LIMITED_MODE_MINUTES,
+            percent=percent,
+            source=_AUTOMATED,
+            command_id=command.command_id,
+        )
+        result = self._set_temp(temp)
+        if not result.accepted:
+            return result
+        self._limited_id = command.command_id
+        self.log.append(
+            self._t,
+            EventKind.LIMITED_MODE,
+            _AUTOMATED,
+            f"limited mode: adaptive basal {percent} % of the schedule for "
+            f"{LIMITED_MODE_MINUTES} min",
+            command_id=command.command_id,
+        )
+        return _ok(f"limited mode: {percent} % of the schedule for {LIMITED_MODE_MINUTES} min")
+
     def _suspend(self, command: Suspend) -> CommandResult:
         source = command.source
         refusal = self._only(source, (_LOCAL, _REMOTE, _AUTOMATED), "suspending")
@@ -1456,6 +1552,7 @@ class InsulinPump:
             return _refuse(Rejection.NOT_PERMITTED, "alarms are acknowledged at the pump only")
         if not self._alarms:
             return _refuse(Rejection.WRONG_STATE, "no active alarm")
+        self._limited_over = False  # the user has seen that automation stopped
         cleared = []
         for kind, alarm in list(self._alarms.items()):
             if self._condition_present(kind):

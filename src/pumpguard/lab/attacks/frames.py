@@ -6,10 +6,11 @@ import random
 
 import numpy as np
 
+from pumpguard.clock import MS_PER_MINUTE
 from pumpguard.lab.attacks._tools import describe, foreign_accepted, radio
 from pumpguard.lab.attacks.base import Attack, Twin, Verdict
 from pumpguard.lab.linked_loop import LinkedLoop
-from pumpguard.link import Adversary, Capture, LinkProfile
+from pumpguard.link import Adversary, Capture, LegacyPumpEndpoint, LinkProfile
 from pumpguard.link.e2e import append_crc
 from pumpguard.link.pdu import AppKind
 
@@ -20,14 +21,16 @@ _CORPUS = 300
 
 class MalformedFrames(Attack):
     name = "malformed-frames"
-    references = ("SweynTooth 2020",)
+    references = (
+        "SweynTooth 2020 (Garbelini et al., USENIX ATC 2020; CVE-2019-16336, CVE-2019-17519)",
+    )
     description = (
         f"{_CORPUS} malformed frames at the pump and the controller: random bytes, truncated "
         "and oversized frames, bit flips of recorded frames, and frames with a correct "
         "CRC (legacy) but a broken application PDU (unknown opcode, bad lengths, NaN "
         "amounts) from the controller's serial."
     )
-    goal = "a device crashed, or therapy changed"
+    goal = "a device crashed or its radio hung, or therapy changed"
     control = "frame-validation"
 
     def __init__(self) -> None:
@@ -54,11 +57,31 @@ class MalformedFrames(Attack):
     def verdict(self, loop: LinkedLoop, twin: Twin) -> Verdict:
         foreign = foreign_accepted(loop)
         changed = not np.array_equal(loop.insulin_u, twin.insulin_u)
+        hung_min = _hung_minutes(loop)
+        hang = ""
+        if hung_min:
+            r = loop.radio
+            hang = (
+                f"pump radio hung for {hung_min} min (SweynTooth length quirk) while its "
+                f"firmware went on delivering; the controller lost {r.sent - r.answered} "
+                f"command answers and {r.history_lost} history reads; "
+            )
         return Verdict(
-            self.crash is not None or bool(foreign) or changed,
-            f"crash: {self.crash or 'none'}; commands accepted: {describe(foreign)}; "
+            self.crash is not None or bool(foreign) or changed or hung_min > 0,
+            f"{hang}crash: {self.crash or 'none'}; commands accepted: {describe(foreign)}; "
             f"insulin delivery {'changed' if changed else 'identical to the twin'}",
         )
+
+
+def _hung_minutes(loop: LinkedLoop) -> int:
+    """Minutes the legacy pump's radio was hung (0 without the quirk, and always in secure)."""
+    pump = loop.link.pump
+    if not isinstance(pump, LegacyPumpEndpoint):
+        return 0
+    pump.radio_hung  # noqa: B018 - applies a power cycle that is due
+    now = loop.clock.now_ms()
+    total = sum((now if end is None else end) - start for start, end in pump.hangs)
+    return total // MS_PER_MINUTE
 
 
 def malformed_corpus(
