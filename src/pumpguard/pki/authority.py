@@ -360,6 +360,42 @@ def _parse_sans(kind: CertKind, ident: str, sans: Sequence[str]) -> list[x509.Ge
     return names
 
 
+def _ca_name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANISATION),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _ca_certificate(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    signer: ec.EllipticCurvePrivateKey,
+    when: datetime,
+    validity: timedelta,
+    *,
+    path_length: int,
+) -> x509.Certificate:
+    """A CA certificate; the root signs itself, the issuing CA is signed by the root."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(when - _BACKDATE)
+        .not_valid_after(when + validity)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(_ski(key), critical=False)
+        .add_extension(_aki(signer), critical=False)
+        .sign(signer, hashes.SHA256())
+    )
+
+
 class CertificateAuthority:
     """Root and issuing CA (ECDSA P-256, SHA-256) over a directory; see the module docstring."""
 
@@ -421,47 +457,19 @@ class CertificateAuthority:
         encryption = serialization.BestAvailableEncryption(passphrase)
 
         root_key = ec.generate_private_key(ec.SECP256R1())
-        root_name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANISATION),
-                x509.NameAttribute(NameOID.COMMON_NAME, f"pumpguard Root CA {instance}"),
-            ]
+        root_name = _ca_name(f"pumpguard Root CA {instance}")
+        root_cert = _ca_certificate(
+            root_name, root_name, root_key, root_key, when, ROOT_VALIDITY, path_length=1
         )
-        root_cert = (
-            x509.CertificateBuilder()
-            .subject_name(root_name)
-            .issuer_name(root_name)
-            .public_key(root_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(when - _BACKDATE)
-            .not_valid_after(when + ROOT_VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-            .add_extension(_ca_key_usage(), critical=True)
-            .add_extension(_ski(root_key), critical=False)
-            .add_extension(_aki(root_key), critical=False)
-            .sign(root_key, hashes.SHA256())
-        )
-
         issuing_key = ec.generate_private_key(ec.SECP256R1())
-        issuing_name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANISATION),
-                x509.NameAttribute(NameOID.COMMON_NAME, f"pumpguard Issuing CA {instance}"),
-            ]
-        )
-        issuing_cert = (
-            x509.CertificateBuilder()
-            .subject_name(issuing_name)
-            .issuer_name(root_name)
-            .public_key(issuing_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(when - _BACKDATE)
-            .not_valid_after(when + ISSUING_VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_ca_key_usage(), critical=True)
-            .add_extension(_ski(issuing_key), critical=False)
-            .add_extension(_aki(root_key), critical=False)
-            .sign(root_key, hashes.SHA256())
+        issuing_cert = _ca_certificate(
+            _ca_name(f"pumpguard Issuing CA {instance}"),
+            root_name,
+            issuing_key,
+            root_key,
+            when,
+            ISSUING_VALIDITY,
+            path_length=0,
         )
 
         def private(key: ec.EllipticCurvePrivateKey) -> bytes:
