@@ -48,7 +48,6 @@ def _up(tmp_path: Path, data_dir: Path) -> subprocess.Popen[str]:
     )
 
 
-@pytest.mark.slow  # importing the whole CLI in a fresh interpreter takes 5-15 s here
 def test_up_starts_says_where_it_listens_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     process = _up(tmp_path, data_dir)
@@ -121,7 +120,6 @@ def test_device_run_refuses_missing_or_foreign_credentials(tmp_path: Path) -> No
     assert "PUMP-0002" in someone_else.output
 
 
-@pytest.mark.slow  # a fresh interpreter importing the CLI, as above
 def test_device_run_reports_to_a_live_server_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     async def scenario() -> tuple[int | None, str, int]:
         async with running_stack(tmp_path / "data", None) as stack:
