@@ -337,7 +337,8 @@ class LinkedLoop:
     def _plausible(self, reading: CgmReading) -> bool:
         """The secure app's gate: a reading that moves faster than a body can is doubted, the
         user is asked for a fingerstick (then every 30 minutes), and readings are withheld from
-        the algorithm (which then falls back to the scheduled basal) until one agrees."""
+        the algorithm (which then falls back to limited mode, suspended while the fingersticks
+        show or predict a low) until one agrees."""
         if self.plausibility is None:
             return True
         if self.plausibility.reading(reading.time_ms, reading.glucose_mgdl):
@@ -350,6 +351,9 @@ class LinkedLoop:
             return False
         self._last_stick_ms = now
         stick = self.fingersticks.measure(float(self.cohort.bg_mgdl[0])).glucose_mgdl
+        # The algorithm gets the fingerstick too, but may only suspend on it (AidController
+        # ``receive_meter``): a patient without a trusted CGM checks and stops insulin for lows.
+        self.controller.receive_meter(stick, now)
         gap = abs(reading.glucose_mgdl - stick)
         if gap <= max(METER_AGREEMENT_MGDL, METER_AGREEMENT_FRACTION * stick):
             self._doubted = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from fractions import Fraction
+from itertools import pairwise
 
 import numpy as np
 
@@ -103,3 +104,18 @@ def test_withheld_readings_put_the_pump_in_limited_mode_over_the_radio() -> None
         isinstance(c.command, StartLimitedMode) and c.result.accepted
         for c in loop.link.pump.handled
     )
+
+
+def test_a_doubted_cgm_hands_the_fingersticks_to_the_controller() -> None:
+    """While the app withholds a doubted CGM, the fingersticks it asks for (at once, then every
+    30 minutes) go to the controller, which may only suspend on them (AidController
+    ``receive_meter``)."""
+    loop = LinkedLoop(LinkedLoopConfig(LinkProfile.SECURE, minutes=3 * 60))
+    loop.run_until(60)
+    loop.sensor_offset_mgdl = 120.0
+    loop.run()
+    assert loop.events.with_code(LoopEventCode.CGM_IMPLAUSIBLE)
+    sticks = loop.controller.meter_readings
+    assert len(sticks) >= 3
+    gaps = {b.time_ms - a.time_ms for a, b in pairwise(sticks)}
+    assert gaps == {30 * 60_000}

@@ -79,15 +79,25 @@ def test_full_matrix_on_other_patients_and_seeds(patient: str, seed: int) -> Non
         check_secure(attack, found[(attack.name, LinkProfile.SECURE)])
 
 
+def test_sensor_spoof_fallback_adds_no_time_below_54_for_a_child_prone_to_lows() -> None:
+    """child#008 seed 5 spends 39 min below 54 mg/dL with no attack; the sensor spoof used to add
+    12 more (limited mode's flat basal ran through falls the twin's AID suspended for). With the
+    controller's meter low-glucose suspend (fingersticks every 30 min, suspend only) it adds
+    none (measured: -39, the attacked run never goes below 54; minimum 54.2 mg/dL)."""
+    result = get_attack("spoofed-cgm-sensor").run(LinkProfile.SECURE, "child#008", 5)
+    assert result.logged and result.blocked_by == "cgm-plausibility"
+    assert result.harm.minutes_below_54 <= 0
+
+
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
     reason="known finding (docs/attacks.md): child#008, who spends 39 min below 54 mg/dL with "
-    "no attack, still gets 5 (jamming) and 12 (sensor spoof) more minutes with the pump's limited "
-    "mode: the twin's own pre-dinner low, 10 h later, moves by 1-3 mg/dL; less insulin in total",
+    "no attack, still gets 5 more minutes under jamming with the pump's limited mode: no glucose "
+    "reaches the controller (no fingersticks are asked for a lost link), the twin's own "
+    "pre-dinner low, 10 h later, moves by 1-3 mg/dL; less insulin in total",
 )
-@pytest.mark.parametrize("name", ["jamming", "spoofed-cgm-sensor"])
-def test_fallback_adds_no_time_below_54_for_a_child_prone_to_lows(name: str) -> None:
-    result = get_attack(name).run(LinkProfile.SECURE, "child#008", 5)
+def test_jamming_fallback_adds_no_time_below_54_for_a_child_prone_to_lows() -> None:
+    result = get_attack("jamming").run(LinkProfile.SECURE, "child#008", 5)
     assert result.logged
     assert result.harm.minutes_below_54 <= 0

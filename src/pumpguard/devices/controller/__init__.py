@@ -1,6 +1,6 @@
 """Controllers of the insulin pump: bolus calculator, open-loop basal-bolus, AID."""
 
-from pumpguard.devices.controller.aid import AidController, Decision
+from pumpguard.devices.controller.aid import AidController, Decision, MeterReading
 from pumpguard.devices.controller.basal_bolus import (
     CGM_HIGH_MGDL,
     STALE_MS,
@@ -35,6 +35,7 @@ __all__ = [
     "Guardrail",
     "GuardrailError",
     "InsulinHistory",
+    "MeterReading",
     "PumpClient",
     "PumpLink",
     "TherapySettings",

@@ -20,6 +20,13 @@ published rules, not its code):
 * optional **SMB**: ``min(insulinReq / 2, basal x 30 min)``, also within max IOB and max bolus;
 * **stale data**: with no reading in the last 15 minutes the controller never doses: it cancels
   its temp basal (the pump falls back to the scheduled basal) and sends nothing else;
+* **meter low-glucose suspend** (``limited_mode`` only): while the CGM is lost or distrusted, the
+  fingersticks the app asks for (``receive_meter``) may only take insulin away: zero temp basal
+  when the last meter value is below ``threshold`` (above), or when the straight line through
+  the last two predicts, 30 minutes after the last, a value below the correction range
+  (oref0 lowers the basal when eventual glucose is below ``min_bg``; with one value every 30
+  minutes and no CGM trend, the lowered rate is zero); otherwise the pump's limited mode.
+  Meter values never add insulin (no correction, no raised temp).
 * while a command's fate is uncertain (lost answer) nothing new is sent (see ``link``).
 """
 
@@ -41,11 +48,25 @@ from pumpguard.devices.insulin import (
     StartLimitedMode,
 )
 
-__all__ = ["AidController", "Decision"]
+__all__ = ["METER_HORIZON_MIN", "METER_MAX_AGE_MIN", "AidController", "Decision", "MeterReading"]
 
 _BASAL_STEP = Decimal("0.025")
 _BOLUS_STEP = Decimal("0.05")
 TEMP_MINUTES = 30
+METER_MAX_AGE_MIN = 40
+"""A fingerstick counts for the meter suspend rule for 40 minutes: the app asks for one every 30
+while the CGM is in doubt, plus a margin for the user to do it. Older, it says nothing."""
+METER_HORIZON_MIN = 30
+"""The meter suspend rule looks 30 minutes ahead (oref0's ``BG + 3 delta`` horizon over 5-minute
+deltas is 15; fingersticks come every 30 minutes, so the prediction must cover the gap)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MeterReading:
+    """A fingerstick (blood glucose meter) value the controller app was given."""
+
+    time_ms: int
+    glucose_mgdl: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +110,50 @@ class AidController(BasalBolusController):
         self._limited_refused = False
         """The pump refused limited mode (it ran its bounded time): do not ask again until
         readings come back; the scheduled basal runs meanwhile."""
+        self.meter_readings: list[MeterReading] = []
+        """Fingersticks given to the controller (``receive_meter``); used only to suspend."""
+
+    def receive_meter(self, glucose_mgdl: float, time_ms: int | None = None) -> None:
+        """A fingerstick value. Used only while the CGM is lost (``limited_mode``) and only to
+        suspend: one value every 30 minutes is too sparse to dose on, but enough to stop insulin
+        before a low the flat fallback basal would otherwise run into."""
+        when = self.clock.now_ms() if time_ms is None else time_ms
+        self.meter_readings.append(MeterReading(when, float(glucose_mgdl)))
+
+    def meter_low(self) -> str | None:
+        """Why the fingersticks call for a suspend (a reason), or None: the last one below the
+        predictive suspend threshold, or the straight line through the last two below the
+        correction range ``METER_HORIZON_MIN`` after the last (the last at most
+        ``METER_MAX_AGE_MIN`` old, the two at most that apart). The range, not the threshold,
+        for the prediction: fingersticks come 30 minutes apart, so a fall seen late must be
+        stopped earlier than a CGM would."""
+        now = self.clock.now_ms()
+        max_age = METER_MAX_AGE_MIN * MS_PER_MINUTE
+        if not self.meter_readings:
+            return None
+        last = self.meter_readings[-1]
+        if not 0 <= now - last.time_ms <= max_age:
+            return None
+        # The earlier value counts if it came within the age limit before the last one: the
+        # suspend then holds until the next fingerstick says otherwise.
+        fresh = [m for m in self.meter_readings[-2:-1] if 0 < last.time_ms - m.time_ms <= max_age]
+        fresh.append(last)
+        threshold = self.settings.low_threshold_mgdl
+        if last.glucose_mgdl < threshold:
+            return f"meter {last.glucose_mgdl:.0f} < {threshold:.0f} mg/dL: suspend (zero temp)"
+        if len(fresh) == 2:
+            prev = fresh[0]
+            span = last.time_ms - prev.time_ms
+            if span > 0:
+                slope = (last.glucose_mgdl - prev.glucose_mgdl) / span
+                predicted = last.glucose_mgdl + slope * METER_HORIZON_MIN * MS_PER_MINUTE
+                floor = self.settings.target_low_mgdl
+                if predicted < floor:
+                    return (
+                        f"meter predicts {predicted:.0f} < {floor:.0f} mg/dL in "
+                        f"{METER_HORIZON_MIN} min: suspend (zero temp)"
+                    )
+        return None
 
     def step(self) -> None:
         """Called every minute; runs a cycle when one is due."""
@@ -159,9 +224,15 @@ class AidController(BasalBolusController):
             self.decisions.append(decision)
         if not client.delivering:
             return decision
-        if self.limited_mode and self._cgm_lost() and not self._limited_refused:
-            self._ask_limited_mode()
-            return decision
+        if self.limited_mode and self._cgm_lost():
+            low = self.meter_low()
+            if low is not None:
+                # Only ever a zero temp: never more insulin from meter values.
+                self._apply_basal(0.0)
+                return Decision(self.clock.now_ms(), low, 0.0)
+            if not self._limited_refused:
+                self._ask_limited_mode()
+                return decision
         if decision.glucose_mgdl is not None:
             self._limited_refused = False
         self._apply_basal(decision.rate_u_h)
