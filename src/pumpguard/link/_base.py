@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from pumpguard.devices.insulin import Command, CommandResult, IdsOpcode, IdsResponseCode
 from pumpguard.link.codes import LinkEventCode, Role
 from pumpguard.link.energy import NRF52_CLASS, EnergyMeter, EnergyModel
 from pumpguard.link.frames import ADDRESS_BYTES, address_text
-from pumpguard.link.medium import RadioMedium
+from pumpguard.link.medium import PlacedNode, RadioMedium
 from pumpguard.security_events import Component, SecurityEvent, SecurityEventSink, Severity
 
 __all__ = ["HandledCommand", "LinkReply", "RateLimiter"]
@@ -89,7 +90,7 @@ class RateLimiter:
         return False
 
 
-class Endpoint:
+class Endpoint(PlacedNode, ABC):
     """A device's radio: its place on the medium, its address, its meter, its event sink."""
 
     def __init__(
@@ -107,34 +108,18 @@ class Endpoint:
     ) -> None:
         if not 0 <= address < (1 << (8 * ADDRESS_BYTES)) - 1:
             raise ValueError(f"an address is 3 bytes and not the broadcast address, got {address}")
+        super().__init__(name, position_m, range_m)
         self.medium = medium
-        self._name = name
         self.address = address
         self.role = role
         self.sink = sink
-        self._position = position_m
-        self._range = range_m
         self.meter = EnergyMeter(energy)
         self.device_id = device_id or name
         medium.attach(self)
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def position_m(self) -> tuple[float, float]:
-        return self._position
-
-    @property
-    def range_m(self) -> float:
-        return self._range
-
-    def move_to(self, position_m: tuple[float, float]) -> None:
-        self._position = position_m
-
-    def on_frame(self, data: bytes, at_us: int) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def on_frame(self, data: bytes, at_us: int) -> None:
+        """Handle one frame the medium delivered to this node at ``at_us``."""
 
     def _now_us(self) -> int:
         return self.medium.now_us

@@ -38,6 +38,7 @@ from pumpguard.link.medium import (
     InterceptPass,
     InterceptRule,
     Jammer,
+    PlacedNode,
     RadioMedium,
     Transmission,
 )
@@ -63,7 +64,7 @@ class Capture:
             return None
 
 
-class Adversary:
+class Adversary(PlacedNode):
     """A radio in the attacker's hands."""
 
     def __init__(
@@ -75,28 +76,11 @@ class Adversary:
         range_m: float = 30.0,
         record: bool = True,
     ) -> None:
+        super().__init__(name, position_m, range_m)
         self.medium = medium
-        self._name = name
-        self._position = position_m
-        self._range = range_m
         self.record = record
         self.captures: list[Capture] = []
         medium.attach(self)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def position_m(self) -> tuple[float, float]:
-        return self._position
-
-    @property
-    def range_m(self) -> float:
-        return self._range
-
-    def move_to(self, position_m: tuple[float, float]) -> None:
-        self._position = position_m
 
     def on_frame(self, data: bytes, at_us: int) -> None:
         if self.record:

@@ -36,6 +36,7 @@ __all__ = [
     "InterceptRule",
     "Jammer",
     "MediumStats",
+    "PlacedNode",
     "RadioMedium",
     "RadioNode",
     "Transmission",
@@ -69,6 +70,30 @@ class RadioNode(Protocol):
     def range_m(self) -> float: ...
 
     def on_frame(self, data: bytes, at_us: int) -> None: ...
+
+
+class PlacedNode:
+    """Where a radio is and how far it reaches: what every node shares, endpoint or attacker."""
+
+    def __init__(self, name: str, position_m: tuple[float, float], range_m: float) -> None:
+        self._name = name
+        self._position = position_m
+        self._range = range_m
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def position_m(self) -> tuple[float, float]:
+        return self._position
+
+    @property
+    def range_m(self) -> float:
+        return self._range
+
+    def move_to(self, position_m: tuple[float, float]) -> None:
+        self._position = position_m
 
 
 @dataclass(frozen=True, slots=True)
