@@ -209,12 +209,12 @@ class InsulinPump:
         """Until the next event: its time, the total rate and the battery load."""
         self._windows_of: tuple[InsulinLimits, tuple[Window, Window]] | None = None
         self._stop_cause: AlarmKind | None = None
+        """Why the pump stopped itself (a limit stop may fall back to the scheduled basal)."""
         self._limited_id: str | None = None
         """Command id of the running limited-mode temp basal, if one runs."""
         self._limited_over = False
         """Limited mode ran its bounded time: no new limited mode until automation resumes (an
         automated dose command accepted) or the user acknowledges the alarm at the pump."""
-        """Why the pump stopped itself (a limit stop may fall back to the scheduled basal)."""
         self.battery = Battery(self.model.battery_capacity_mah, mains=charging)
         with self._changing(EventKind.STARTED, _LOCAL, f"{self.model.name} {serial}"):
             self._basal = self._target_basal()
