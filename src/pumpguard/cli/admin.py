@@ -13,8 +13,8 @@ import typer
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from pumpguard.cli.common import DataDirOption, err, fail, out
 from pumpguard.cli.common import data_dir as resolve_data_dir
-from pumpguard.cli.common import err, fail, out
 from pumpguard.clock import SystemClock
 from pumpguard.security_events import JsonLinesEventFile
 from pumpguard.server import (
@@ -31,17 +31,10 @@ from pumpguard.server import (
 )
 from pumpguard.server.datadir import SECURITY_EVENTS_FILE
 
-__all__ = ["DataDirOption", "PassphraseFileOption", "app", "open_store"]
+__all__ = ["PassphraseFileOption", "app", "open_store"]
 
 app = typer.Typer(no_args_is_help=True, help="Pump server accounts: create and list users.")
 
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="System data directory (default: $PUMPGUARD_DATA_DIR, else ./pumpguard-data).",
-    ),
-]
 PassphraseFileOption = Annotated[
     Path | None,
     typer.Option(

@@ -11,9 +11,9 @@ from rich.table import Table
 from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 
-from pumpguard.cli.admin import DataDirOption, PassphraseFileOption, open_store
+from pumpguard.cli.admin import PassphraseFileOption, open_store
+from pumpguard.cli.common import DataDirOption, fail, out
 from pumpguard.cli.common import data_dir as resolve_data_dir
-from pumpguard.cli.common import fail, out
 from pumpguard.clock import SystemClock
 from pumpguard.security_events import SecurityEventLog
 from pumpguard.server import (

@@ -5,11 +5,21 @@ from __future__ import annotations
 import os
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-__all__ = ["DATA_DIR_ENV", "DEFAULT_DATA_DIR", "data_dir", "err", "fail", "out", "parse_decimal"]
+__all__ = [
+    "DATA_DIR_ENV",
+    "DEFAULT_DATA_DIR",
+    "DataDirOption",
+    "data_dir",
+    "err",
+    "fail",
+    "out",
+    "parse_decimal",
+]
 
 out = Console()
 err = Console(stderr=True)
@@ -39,6 +49,15 @@ def parse_decimal(option: str, text: str | None) -> Decimal | None:
 
 DATA_DIR_ENV = "PUMPGUARD_DATA_DIR"
 DEFAULT_DATA_DIR = Path("pumpguard-data")
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="System data directory (default: $PUMPGUARD_DATA_DIR, else ./pumpguard-data).",
+    ),
+]
+"""The ``--data-dir`` option every stateful command takes; resolve it with ``data_dir``."""
 
 
 def data_dir(given: Path | None) -> Path:

@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from pumpguard.cli.common import DataDirOption, err, fail, out
 from pumpguard.cli.common import data_dir as resolve_data_dir
-from pumpguard.cli.common import err, fail, out
 from pumpguard.pki import (
     DEFAULT_CRL_URL,
     PASSPHRASE_ENV,
@@ -41,13 +41,6 @@ app = typer.Typer(
 _EVENTS_FILE = "security-events.jsonl"
 _SERIAL = re.compile(r"(?:0x)?([0-9A-Fa-f]{1,2}(?::?[0-9A-Fa-f]{2})*)")
 
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="System data directory (default: $PUMPGUARD_DATA_DIR, else ./pumpguard-data).",
-    ),
-]
 PassphraseFileOption = Annotated[
     Path | None,
     typer.Option(

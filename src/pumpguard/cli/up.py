@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
+from pumpguard.cli.common import DataDirOption, err, fail, out
 from pumpguard.cli.common import data_dir as resolve_data_dir
-from pumpguard.cli.common import err, fail, out
 from pumpguard.server.runtime import Stack, StackConfig, StackError
 
 __all__ = ["up"]
@@ -100,13 +100,7 @@ async def _serve(config: StackConfig) -> None:
 
 
 def up(
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir",
-            help="System data directory (default: $PUMPGUARD_DATA_DIR, else ./pumpguard-data).",
-        ),
-    ] = None,
+    data_dir: DataDirOption = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     http_port: Annotated[
         int, typer.Option("--http-port", help="HTTPS API port (0 picks a free one).")
