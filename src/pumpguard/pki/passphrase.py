@@ -76,23 +76,32 @@ def read_passphrase_file(path: Path) -> bytes:
     return data
 
 
-def store_passphrase(pki_dir: Path, passphrase: bytes) -> Path:
-    path = pki_dir / PASSPHRASE_FILE
+def store_passphrase(directory: Path, passphrase: bytes) -> Path:
+    """Keep a generated passphrase beside the keys it opens (mode 0600): a lab convenience."""
+    path = directory / PASSPHRASE_FILE
     atomic_write(path, passphrase + b"\n", mode=0o600)
     return path
 
 
 def resolve_passphrase(
-    pki_dir: Path, passphrase_file: Path | None, env: Mapping[str, str] | None = None
+    directory: Path,
+    passphrase_file: Path | None,
+    env: Mapping[str, str] | None = None,
+    *,
+    env_var: str = PASSPHRASE_ENV,
 ) -> ResolvedPassphrase | None:
-    """``--passphrase-file``, else ``PUMPGUARD_CA_PASSPHRASE``, else the stored file, else None."""
+    """``--passphrase-file``, else ``env_var``, else the file stored in ``directory``, else None.
+
+    The CA's order by default; any other encrypted key kept in the data directory (the audit
+    checkpoint key) is unlocked the same way under its own environment variable.
+    """
     if passphrase_file is not None:
         return ResolvedPassphrase(read_passphrase_file(passphrase_file), PassphraseSource.FILE)
     environment = os.environ if env is None else env
-    from_env = environment.get(PASSPHRASE_ENV, "")
+    from_env = environment.get(env_var, "")
     if from_env:
         return ResolvedPassphrase(from_env.encode("utf-8"), PassphraseSource.ENVIRONMENT)
-    stored = pki_dir / PASSPHRASE_FILE
+    stored = directory / PASSPHRASE_FILE
     if stored.exists():
         if stored.stat().st_mode & 0o077:
             raise PassphraseError(

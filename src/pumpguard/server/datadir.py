@@ -9,12 +9,16 @@ one stored next to the key (mode 0600) -- a lab convenience that the CLI warns a
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from pumpguard.pki import CertificateAuthority, PkiError, resolve_passphrase
+from pumpguard.pki import (
+    CertificateAuthority,
+    PkiError,
+    generate_passphrase,
+    resolve_passphrase,
+    store_passphrase,
+)
 from pumpguard.security_events import SecurityEventSink
 from pumpguard.server.audit import AuditKeyError, CheckpointKey, public_key_path
 from pumpguard.server.config import AUDIT_PASSPHRASE_ENV
@@ -22,7 +26,6 @@ from pumpguard.server.errors import CertificateAuthorityError
 from pumpguard.server.pki_adapter import PkiDeviceCertificates
 
 __all__ = [
-    "AUDIT_PASSPHRASE_FILE",
     "SECURITY_EVENTS_FILE",
     "audit_key_dir",
     "audit_public_key_path",
@@ -32,7 +35,6 @@ __all__ = [
     "resolve_audit_passphrase",
 ]
 
-AUDIT_PASSPHRASE_FILE = "passphrase"
 _MIN_PASSPHRASE = 12
 
 
@@ -48,29 +50,17 @@ def pki_dir(data_dir: Path) -> Path:
     return data_dir / "pki"
 
 
-def _read_secret_file(path: Path, check_mode: bool) -> bytes:
-    try:
-        if check_mode and path.stat().st_mode & 0o077:
-            raise AuditKeyError(f"{path} is readable by other users; run `chmod 600 {path}`")
-        data = path.read_bytes().rstrip(b"\r\n")
-    except OSError as exc:
-        raise AuditKeyError(f"cannot read the passphrase file {path}: {exc.strerror}") from None
-    if not data:
-        raise AuditKeyError(f"the passphrase file {path} is empty")
-    return data
-
-
 def resolve_audit_passphrase(
     data_dir: Path, passphrase_file: Path | None = None, env: Mapping[str, str] | None = None
 ) -> bytes | None:
     """The given file, else the environment, else the stored file, else ``None``."""
-    if passphrase_file is not None:
-        return _read_secret_file(passphrase_file, check_mode=False)
-    value = (os.environ if env is None else env).get(AUDIT_PASSPHRASE_ENV, "")
-    if value:
-        return value.encode("utf-8")
-    stored = audit_key_dir(data_dir) / AUDIT_PASSPHRASE_FILE
-    return _read_secret_file(stored, check_mode=True) if stored.exists() else None
+    try:
+        resolved = resolve_passphrase(
+            audit_key_dir(data_dir), passphrase_file, env, env_var=AUDIT_PASSPHRASE_ENV
+        )
+    except PkiError as exc:
+        raise AuditKeyError(str(exc)) from None
+    return None if resolved is None else resolved.value
 
 
 def open_audit_key(
@@ -98,12 +88,9 @@ def open_audit_key(
         )
     stored: Path | None = None
     if passphrase is None:
-        passphrase = secrets.token_urlsafe(32).encode("ascii")
+        passphrase = generate_passphrase()
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        stored = directory / AUDIT_PASSPHRASE_FILE
-        fd = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(passphrase + b"\n")
+        stored = store_passphrase(directory, passphrase)
     elif len(passphrase) < _MIN_PASSPHRASE:
         raise AuditKeyError(f"the audit passphrase must have at least {_MIN_PASSPHRASE} bytes")
     return CheckpointKey.create(directory, passphrase), stored
