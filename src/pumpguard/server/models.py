@@ -187,3 +187,12 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_seq: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[str] = mapped_column(String(64))
+
+
+# Drug library authoring (migration 0002).
+
+
+# Alerts and incidents (migration 0003).
+
+
+# EHR orders (migration 0004).
