@@ -6,8 +6,7 @@ import re
 from pathlib import Path
 
 from pumpguard.server import ROLE_PERMISSIONS, TRANSITIONS, ServerEventCode
-from pumpguard.server.api import endpoint_permissions
-from pumpguard.server.api.routes import router
+from pumpguard.server.api import ROUTERS, endpoint_permissions
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text()
 
@@ -30,7 +29,11 @@ def test_role_table_matches_the_code() -> None:
 
 def test_endpoint_table_matches_the_routes() -> None:
     documented = {(m, p): perm for m, p, perm in rows("method")}
-    actual = {k: (v.value if v else "(public)") for k, v in endpoint_permissions(router).items()}
+    actual = {
+        k: (v.value if v else "(public)")
+        for router in ROUTERS
+        for k, v in endpoint_permissions(router).items()
+    }
     assert documented == actual
 
 

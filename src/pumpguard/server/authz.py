@@ -35,17 +35,31 @@ class Permission(StrEnum):
     USERS_MANAGE = "users.manage"
     AUDIT_READ = "audit.read"
     AUDIT_VERIFY = "audit.verify"
+    LIBRARY_READ = "library.read"
+    LIBRARY_DRAFT = "library.draft"
+    LIBRARY_APPROVE = "library.approve"
+    LIBRARY_DEPLOY = "library.deploy"
+    ALERTS_READ = "alerts.read"
+    ALERTS_MANAGE = "alerts.manage"
+    ORDERS_READ = "orders.read"
 
 
-_EVERYONE = frozenset({Permission.OWN_SESSION, Permission.PUMPS_READ})
+_EVERYONE = frozenset({Permission.OWN_SESSION, Permission.PUMPS_READ, Permission.LIBRARY_READ})
+_CLINICAL = frozenset({Permission.ORDERS_READ})
 
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
     {
-        Role.NURSE: _EVERYONE,
-        Role.PHARMACIST: _EVERYONE,
-        Role.PHARMACY_APPROVER: _EVERYONE,
+        Role.NURSE: _EVERYONE | _CLINICAL,
+        Role.PHARMACIST: _EVERYONE | _CLINICAL | {Permission.LIBRARY_DRAFT},
+        Role.PHARMACY_APPROVER: _EVERYONE | _CLINICAL | {Permission.LIBRARY_APPROVE},
         Role.BIOMED: _EVERYONE
-        | {Permission.EVENTS_READ, Permission.ASSETS_READ, Permission.ASSETS_MANAGE},
+        | {
+            Permission.EVENTS_READ,
+            Permission.ASSETS_READ,
+            Permission.ASSETS_MANAGE,
+            Permission.LIBRARY_DEPLOY,
+            Permission.ALERTS_READ,
+        },
         Role.SECURITY_ANALYST: _EVERYONE
         | {
             Permission.EVENTS_READ,
@@ -53,6 +67,8 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
             Permission.USERS_READ,
             Permission.AUDIT_READ,
             Permission.AUDIT_VERIFY,
+            Permission.ALERTS_READ,
+            Permission.ALERTS_MANAGE,
         },
         Role.ADMIN: _EVERYONE
         | {
@@ -61,6 +77,7 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
             Permission.USERS_MANAGE,
             Permission.AUDIT_READ,
             Permission.AUDIT_VERIFY,
+            Permission.ALERTS_READ,
         },
     }
 )

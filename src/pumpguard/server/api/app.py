@@ -8,8 +8,8 @@ from fastapi.responses import JSONResponse
 
 from pumpguard import __version__
 from pumpguard.security_events import Severity
+from pumpguard.server.api import alerts, fhir, library, orders, routes
 from pumpguard.server.api.deps import peer_of, store_of
-from pumpguard.server.api.routes import router
 from pumpguard.server.errors import (
     AlreadyExists,
     AuthenticationFailed,
@@ -24,7 +24,10 @@ from pumpguard.server.errors import (
 )
 from pumpguard.server.store import Store
 
-__all__ = ["create_app"]
+__all__ = ["ROUTERS", "create_app"]
+
+ROUTERS = (routes.router, library.router, alerts.router, orders.router, fhir.router)
+"""Every router of the API; the endpoint permission table is generated over all of them."""
 
 _STATUS: tuple[tuple[type[ServerError], int, str], ...] = (
     (AuthenticationFailed, 401, "unauthenticated"),
@@ -78,5 +81,6 @@ def create_app(store: Store) -> FastAPI:
     app.state.store = store
     app.add_exception_handler(ServerError, _server_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.include_router(router)
+    for router in ROUTERS:
+        app.include_router(router)
     return app

@@ -1,0 +1,9 @@
+"""Alert and incident endpoints."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1")

@@ -1,0 +1,9 @@
+"""Drug library authoring, approval and deployment endpoints."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1")
