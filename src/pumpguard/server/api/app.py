@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 
 from pumpguard import __version__
 from pumpguard.security_events import Severity
-from pumpguard.server.api import alerts, fhir, library, orders, routes
+from pumpguard.server.api import alerts, deployment, fhir, library, orders, routes
 from pumpguard.server.api.deps import peer_of, store_of
 from pumpguard.server.errors import (
     AlreadyExists,
@@ -26,7 +26,14 @@ from pumpguard.server.store import Store
 
 __all__ = ["ROUTERS", "create_app"]
 
-ROUTERS = (routes.router, library.router, alerts.router, orders.router, fhir.router)
+ROUTERS = (
+    routes.router,
+    library.router,
+    deployment.router,
+    alerts.router,
+    orders.router,
+    fhir.router,
+)
 """Every router of the API; the endpoint permission table is generated over all of them."""
 
 _STATUS: tuple[tuple[type[ServerError], int, str], ...] = (
