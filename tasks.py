@@ -9,14 +9,19 @@ and installs pumpguard itself in editable mode. The lock is never rewritten here
     python3 tasks.py demo        # the main job on embedded defaults
     python3 tasks.py test        # lint, type check and the whole test suite
     python3 tasks.py lock        # refresh requirements.lock after editing pyproject.toml
+    python3 tasks.py sbom        # CycloneDX SBOM of what pumpguard ships (build/sbom.cdx.json)
+    python3 tasks.py audit       # known-vulnerability audit of the lock, with its allow-list
     python3 tasks.py run ARGS    # run the pumpguard CLI inside the environment
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import subprocess
 import sys
+import tomllib
 import venv
 from pathlib import Path
 
@@ -91,6 +96,99 @@ def test(extra: list[str]) -> None:
     _run(_venv_bin("ruff"), "format", "--check", "--quiet", "src", "tests", "tasks.py")
     _run(_venv_bin("mypy"))
     _run(_venv_bin("python"), "-m", "pytest", *extra)
+    sbom([])
+    audit([])
+
+
+BUILD = ROOT / "build"
+ALLOWLIST = ROOT / "docs" / "security" / "audit-allowlist.toml"
+
+
+def sbom(_: list[str]) -> None:
+    """The SBOM lists what pumpguard ships: the runtime pins of the lock, not the dev tools."""
+    _sync()
+    BUILD.mkdir(exist_ok=True)
+    runtime = BUILD / "requirements-runtime.txt"
+    # Seeded with the lock, uv keeps the locked versions: the runtime set is a subset of it.
+    runtime.write_text((ROOT / LOCK).read_text())
+    compile_runtime = ("pip", "compile", "pyproject.toml", "--generate-hashes", "--no-header")
+    _run(_uv(), *compile_runtime, *_COMPILE_OPTS, "-o", runtime, env=_uv_env())
+    out = BUILD / "sbom.cdx.json"
+    _run(
+        _venv_bin("cyclonedx-py"),
+        "requirements",
+        runtime,
+        "--pyproject",
+        "pyproject.toml",
+        "--spec-version",
+        "1.6",
+        "--output-reproducible",
+        "--validate",
+        "-o",
+        out,
+    )
+    components = json.loads(out.read_text()).get("components", [])
+    print(f"tasks: SBOM written to {out.relative_to(ROOT)} ({len(components)} components)")
+
+
+def _allowed_vulnerabilities() -> list[str]:
+    """Every allow-list entry names a reason and an expiry; an expired entry no longer counts."""
+    entries = tomllib.loads(ALLOWLIST.read_text()).get("allow", [])
+    today = datetime.date.today()
+    allowed = []
+    for entry in entries:
+        missing = {"id", "package", "reason", "expires"} - set(entry)
+        if missing:
+            sys.exit(f"tasks: {ALLOWLIST.name}: entry {entry} lacks {', '.join(sorted(missing))}")
+        if entry["expires"] < today:
+            print(f"tasks: allow-list entry {entry['id']} expired on {entry['expires']}")
+            continue
+        allowed.append(entry["id"])
+    return allowed
+
+
+def audit(_: list[str]) -> None:
+    """Known vulnerabilities in the locked versions (PyPI's advisory data, via pip-audit).
+
+    A finding not on the allow-list fails; an unreachable advisory service is reported loudly
+    but does not fail, since it says nothing about our dependencies.
+    """
+    _sync()
+    ignores = [arg for vuln in _allowed_vulnerabilities() for arg in ("--ignore-vuln", vuln)]
+    report = TOOLS / "audit.json"
+    completed = subprocess.run(
+        [
+            str(_venv_bin("pip-audit")),
+            "--disable-pip",
+            "-r",
+            LOCK,
+            "--progress-spinner",
+            "off",
+            "-f",
+            "json",
+            "-o",
+            str(report),
+            *ignores,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0 and not report.exists():
+        print(
+            "tasks: WARNING: dependency audit NOT RUN (advisory service unreachable?): "
+            + (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        )
+        return
+    found = [
+        f"{dep['name']} {dep['version']}: {', '.join(v['id'] for v in dep['vulns'])}"
+        for dep in json.loads(report.read_text())["dependencies"]
+        if dep.get("vulns")
+    ]
+    if found:
+        sys.exit("tasks: known vulnerabilities in requirements.lock:\n  " + "\n  ".join(found))
+    print(f"tasks: dependency audit clean ({len(ignores) // 2} allow-listed)")
 
 
 def lock(_: list[str]) -> None:
@@ -102,7 +200,7 @@ def run(extra: list[str]) -> None:
     _run(_venv_bin("pumpguard"), *extra)
 
 
-TASKS = {"demo": demo, "test": test, "lock": lock, "run": run}
+TASKS = {"demo": demo, "test": test, "lock": lock, "run": run, "sbom": sbom, "audit": audit}
 
 
 def main() -> None:
