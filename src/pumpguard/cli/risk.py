@@ -23,9 +23,11 @@ from pumpguard.risk import (
     load_inventory,
     load_knowledge_base,
     load_questionnaires,
+    load_threat_model,
     match_inventory,
     register_json,
     render_html,
+    render_threat_model,
     write_pdf,
 )
 
@@ -208,3 +210,45 @@ def models() -> None:
 def schema() -> None:
     """Print the advisory JSON Schema (the one published in docs/risk/)."""
     typer.echo(json.dumps(advisory_json_schema(), indent=2))
+
+
+@app.command("threat-model")
+def threat_model(
+    output: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the Markdown here instead of standard output."),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Exit 1 if --out differs from the rendering (for CI)."),
+    ] = False,
+) -> None:
+    """The ecosystem's threat model: data flows, STRIDE per element, threat -> control -> test."""
+    try:
+        model = load_threat_model()
+    except ValueError as exc:
+        raise fail(str(exc), 1) from None
+    gaps = model.uncovered()
+    unknown = model.unknown_controls(load_controls())
+    if gaps or unknown:
+        problems = [
+            f"{element}: no threat covers STRIDE {letter.value}" for element, letter in gaps
+        ]
+        problems += [f"unknown control {control}" for control in unknown]
+        raise _report_problems("threat model incomplete:", "threat-model.yaml", problems)
+    text = render_threat_model(model, load_controls())
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    if check:
+        current = output.read_text(encoding="utf-8") if output.exists() else ""
+        if current != text:
+            raise fail(
+                f"{output} is out of date; run: pumpguard risk threat-model --out {output}", 1
+            )
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"cannot write {output}: {exc.strerror}", 2) from None
+    out.print(f"threat model written to {output}", highlight=False)

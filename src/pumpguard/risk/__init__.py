@@ -55,9 +55,18 @@ from pumpguard.risk.questionnaire import (
 )
 from pumpguard.risk.register import Rating, Risk, RiskRegister, Score, build_register
 from pumpguard.risk.report import register_json, render_html, write_pdf
+from pumpguard.risk.threat_model import (
+    THREAT_MODEL_FILE,
+    ElementKind,
+    Stride,
+    ThreatModel,
+    load_threat_model,
+    render_threat_model,
+)
 from pumpguard.risk.versions import PumpVersion, VersionError, parse_version
 
 __all__ = [
+    "THREAT_MODEL_FILE",
     "Advisory",
     "AdvisoryError",
     "AdvisoryIssue",
@@ -68,6 +77,7 @@ __all__ = [
     "ControlStatus",
     "DeviceKind",
     "DeviceModel",
+    "ElementKind",
     "Inventory",
     "InventoryError",
     "InventoryIssue",
@@ -86,8 +96,10 @@ __all__ = [
     "Risk",
     "RiskRegister",
     "Score",
+    "Stride",
     "TherapyRole",
     "Threat",
+    "ThreatModel",
     "UnknownModel",
     "VersionError",
     "VersionRange",
@@ -101,6 +113,7 @@ __all__ = [
     "load_inventory",
     "load_knowledge_base",
     "load_questionnaires",
+    "load_threat_model",
     "match_inventory",
     "normalise_text",
     "parse_advisory",
@@ -110,5 +123,6 @@ __all__ = [
     "parse_version",
     "register_json",
     "render_html",
+    "render_threat_model",
     "write_pdf",
 ]
