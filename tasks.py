@@ -11,6 +11,7 @@ and installs pumpguard itself in editable mode. The lock is never rewritten here
     python3 tasks.py lock        # refresh requirements.lock after editing pyproject.toml
     python3 tasks.py sbom        # CycloneDX SBOM of what pumpguard ships (build/sbom.cdx.json)
     python3 tasks.py audit       # known-vulnerability audit of the lock, with its allow-list
+    python3 tasks.py fuzz ARGS   # fuzz every parser for a bounded time (--seconds N per target)
     python3 tasks.py run ARGS    # run the pumpguard CLI inside the environment
 """
 
@@ -191,6 +192,11 @@ def audit(_: list[str]) -> None:
     print(f"tasks: dependency audit clean ({len(ignores) // 2} allow-listed)")
 
 
+def fuzz(extra: list[str]) -> None:
+    _sync()
+    _run(_venv_bin("python"), "-m", "tests.fuzz", *extra)
+
+
 def lock(_: list[str]) -> None:
     _run(_uv(), *_COMPILE, *_COMPILE_OPTS, "--no-header", "-o", LOCK, env=_uv_env())
 
@@ -200,7 +206,15 @@ def run(extra: list[str]) -> None:
     _run(_venv_bin("pumpguard"), *extra)
 
 
-TASKS = {"demo": demo, "test": test, "lock": lock, "run": run, "sbom": sbom, "audit": audit}
+TASKS = {
+    "demo": demo,
+    "test": test,
+    "lock": lock,
+    "run": run,
+    "sbom": sbom,
+    "audit": audit,
+    "fuzz": fuzz,
+}
 
 
 def main() -> None:

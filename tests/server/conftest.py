@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import uuid
@@ -12,14 +13,17 @@ from pathlib import Path
 
 import pyotp
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, make_url, text
 
 from pumpguard.clock import VirtualClock
+from pumpguard.pki import CertificateAuthority
 from pumpguard.security_events import SecurityEventLog
 from pumpguard.server import (
     Argon2Parameters,
     CheckpointKey,
     NewUserCredentials,
+    PkiDeviceCertificates,
     Role,
     ServerContext,
     ServerSettings,
@@ -29,6 +33,7 @@ from pumpguard.server import (
     normalise_database_url,
     upgrade_database,
 )
+from pumpguard.server.api import create_app
 from pumpguard.server.models import Base
 
 POSTGRES_ENV = "PUMPGUARD_TEST_POSTGRES_URL"
@@ -166,3 +171,17 @@ class Account:
 def make_account(store: Store, username: str, role: Role) -> Account:
     with store.transaction() as session:
         return Account(UserService(session, store.ctx).create_user(username, role, "test"))
+
+
+@pytest.fixture
+def server(store: Store, tmp_path: Path) -> Store:
+    ca = CertificateAuthority.init(tmp_path / "pki", PASSPHRASE)
+    return Store(
+        store.engine, dataclasses.replace(store.ctx, certificates=PkiDeviceCertificates(ca))
+    )
+
+
+@pytest.fixture
+def client(server: Store) -> Iterator[TestClient]:
+    with TestClient(create_app(server)) as test_client:
+        yield test_client

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,10 +12,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
-from tests.server.conftest import PASSPHRASE, Account, make_account
+from tests.server.conftest import Account, make_account
 
 from pumpguard.clock import VirtualClock
-from pumpguard.pki import CertificateAuthority
 from pumpguard.security_events import SecurityEventLog
 from pumpguard.server import (
     AssetKind,
@@ -25,26 +22,11 @@ from pumpguard.server import (
     AssetState,
     EventRecord,
     IngestService,
-    PkiDeviceCertificates,
     Role,
     ServerEventCode,
     Store,
 )
 from pumpguard.server.api import create_app
-
-
-@pytest.fixture
-def server(store: Store, tmp_path: Path) -> Store:
-    ca = CertificateAuthority.init(tmp_path / "pki", PASSPHRASE)
-    return Store(
-        store.engine, dataclasses.replace(store.ctx, certificates=PkiDeviceCertificates(ca))
-    )
-
-
-@pytest.fixture
-def client(server: Store) -> Iterator[TestClient]:
-    with TestClient(create_app(server)) as test_client:
-        yield test_client
 
 
 def log_in(client: TestClient, account: Account, clock: VirtualClock) -> dict[str, str]:
