@@ -19,7 +19,8 @@ or corrupting history records in transit.
 Each minute, in order: the CGM senses and, every 5 minutes, reports over the radio; attack
 hooks run; readings that reached the controller's radio go to the controller (secure: through
 the app's CGM plausibility gate, ``_plausible``); a meal due is
-announced (calculator bolus); the controller runs; the secure endpoints watch for link loss; a
+announced (calculator bolus); the controller runs; the secure endpoints watch for link loss,
+and the user answers the pump's link-loss alarm with fingersticks on its keypad; a
 legacy meter-remote, when present, reads the pump's status once an hour; frames due in the
 minute are delivered; the clock advances and the pump's delivery in that minute goes with the
 carbohydrate into the physiology.
@@ -45,6 +46,8 @@ from pumpguard.devices.insulin import (
     HistoryQuery,
     HistoryReply,
     InsulinPump,
+    MeterGlucose,
+    MeterSuspendRule,
     SetTempBasal,
 )
 from pumpguard.devices.sensors import CgmReading, CgmTransmitter, FingerstickMeter
@@ -70,6 +73,8 @@ from pumpguard.security_events import Component, SecurityEvent, SecurityEventLog
 __all__ = [
     "CGM_MAX_RATE_MGDL_MIN",
     "DEFAULT_MEALS",
+    "KEYPAD_EVERY_MIN",
+    "KEYPAD_RESPONSE_MIN",
     "METER_ADDRESS",
     "FloatArray",
     "LinkedLoop",
@@ -98,6 +103,14 @@ METER_AGREEMENT_FRACTION = 0.2
 than ISO 15197:2013's meter accuracy (15 mg/dL below 100 mg/dL, 15 % above, for 95 % of
 readings) so that meter and sensor error alone rarely break the agreement."""
 METER_EVERY_MS = 30 * MS_PER_MINUTE
+KEYPAD_RESPONSE_MIN = 10
+KEYPAD_EVERY_MIN = 30
+"""The user's answer to the pump's link-loss alarm (secure profile): a fingerstick entered on the
+pump's keypad 10 minutes after the alarm, then every 30 minutes while it lasts. The pump's
+labelling would ask for this; 10 minutes is a modelling choice for someone who hears the alarm
+and has a meter at hand (a sleeping patient may answer later: the same run with a later first
+fingerstick is a variant the tests try). The pump uses the values only to stop its
+limited-mode basal before a low (``MeterSuspendRule``), never to dose."""
 
 
 class LoopEventCode(StrEnum):
@@ -210,6 +223,9 @@ class LinkedLoop:
             self.clock,
             BasalProfile.flat(Decimal(str(self.settings.basal_u_h))),
             serial="PUMP-4A1C07",
+            meter_rule=MeterSuspendRule(
+                self.settings.low_threshold_mgdl, self.settings.target_low_mgdl
+            ),
         )
         self.medium = RadioMedium(self.clock, seed=config.seed, loss_rate=config.loss_rate)
         keys = random.Random(config.seed)
@@ -270,6 +286,10 @@ class LinkedLoop:
         self.fingersticks = FingerstickMeter(self.clock, seed=config.seed, strips=1000)
         self._doubted = False
         self._last_stick_ms: int | None = None
+        self.keypad_response_min = KEYPAD_RESPONSE_MIN
+        self.keypad_sticks = 0
+        """Fingersticks the user entered on the pump's keypad (link-loss alarm)."""
+        self._next_keypad_ms: int | None = None
 
     @property
     def profile(self) -> LinkProfile:
@@ -296,6 +316,7 @@ class LinkedLoop:
             pump_ep.tick()
         if isinstance(controller_ep, SecureControllerEndpoint):
             controller_ep.tick()
+        self._keypad_fingersticks()
         if self.meter is not None and m % 60 == _METER_READ_MINUTE:
             self.meter.read_status()
         end_ms = self.clock.now_ms() + MS_PER_MINUTE
@@ -317,6 +338,22 @@ class LinkedLoop:
 
     def run(self) -> None:
         self.run_until(self.config.minutes)
+
+    def _keypad_fingersticks(self) -> None:
+        """The user answering the pump's link-loss alarm (``KEYPAD_RESPONSE_MIN``)."""
+        pump_ep = self.link.pump
+        if not isinstance(pump_ep, SecurePumpEndpoint) or not pump_ep.link_alarm:
+            self._next_keypad_ms = None
+            return
+        now = self.clock.now_ms()
+        if self._next_keypad_ms is None:
+            self._next_keypad_ms = now + self.keypad_response_min * MS_PER_MINUTE
+        if now < self._next_keypad_ms:
+            return
+        stick = self.fingersticks.measure(float(self.cohort.bg_mgdl[0])).glucose_mgdl
+        self.pump.handle(MeterGlucose(Decimal(round(stick))))
+        self.keypad_sticks += 1
+        self._next_keypad_ms = now + KEYPAD_EVERY_MIN * MS_PER_MINUTE
 
     def _forward_readings(self) -> None:
         readings = self.link.controller.readings

@@ -64,6 +64,8 @@ from pumpguard.link.e2e import next_e2e_counter
 from pumpguard.link.energy import NRF52_CLASS, EnergyModel
 from pumpguard.link.frames import (
     ADDRESS_BYTES,
+    MAX_FRAME_BYTES,
+    TAG_BYTES,
     FrameError,
     FrameKind,
     SecureFrame,
@@ -104,6 +106,8 @@ __all__ = [
 
 _ROLE_BYTE = {Role.CONTROLLER: 0x01, Role.CGM: 0x02, Role.METER_REMOTE: 0x03, Role.PUMP: 0x04}
 _BYTE_ROLE = {v: k for k, v in _ROLE_BYTE.items()}
+_DATA_HEADER_BYTES = 1 + 2 * ADDRESS_BYTES + 2
+"""Kind, destination (wake-up address), source, 16 bits of the counter."""
 _FAIL_REJECTED = 0x01
 _FAIL_CHECK = 0x02
 _FAIL_BUSY = 0x03
@@ -448,8 +452,11 @@ class SecureEndpoint(Endpoint):
         self._send(SecureFrame(kind, dst, self.address, body).encode(), at_us)
 
     def _send_app(self, peer: int, plaintext: bytes, at_us: int | None = None) -> bool:
+        """Seal and send; False without a session, or for a message no receiver would take
+        (over ``MAX_FRAME_BYTES`` sealed): refused before it spends a counter, since every
+        counter sent and never received moves the sender past the receiver's wake-up window."""
         session = self._sessions.get(peer)
-        if session is None:
+        if session is None or _DATA_HEADER_BYTES + len(plaintext) + TAG_BYTES > MAX_FRAME_BYTES:
             return False
         counter = session.send_counter
         session.send_counter += 1

@@ -74,7 +74,10 @@ class BasalBolusController:
         if glucose is not None and glucose >= CGM_HIGH_MGDL:
             glucose = None
         rec = self.calculator.recommend(
-            carbs_g, glucose, max(self.client.iob_u(), 0.0), correct_high=not recent
+            carbs_g,
+            glucose,
+            max(self.client.iob_u(), 0.0),
+            correct_high=not recent and self.corrections_allowed(),
         )
         if rec.amount_u <= 0:
             return rec, None
@@ -83,6 +86,10 @@ class BasalBolusController:
         if result is None or result.accepted:
             self.last_bolus_ms = now
         return rec, result
+
+    def corrections_allowed(self) -> bool:
+        """Whether a meal bolus may add a correction above range (subclasses restrict it)."""
+        return True
 
     def step(self) -> None:
         """Called every minute; the open loop only settles lost answers."""

@@ -11,6 +11,7 @@ from pumpguard.devices.insulin.commands import (
     CommandResult,
     CommandSource,
     ExtendedBolus,
+    MeterGlucose,
     Occlusion,
     Rejection,
     Resume,
@@ -48,6 +49,13 @@ from pumpguard.devices.insulin.log import (
     LogEntry,
     TempBasalView,
 )
+from pumpguard.devices.insulin.meter import (
+    METER_HORIZON_MIN,
+    METER_MAX_AGE_MIN,
+    METER_RANGE_MGDL,
+    MeterReading,
+    MeterSuspendRule,
+)
 from pumpguard.devices.insulin.model import InsulinPumpModel, PumpState
 from pumpguard.devices.insulin.pump import (
     ADAPTIVE_WINDOW_MS,
@@ -61,6 +69,9 @@ __all__ = [
     "DEFAULT_LIMITS",
     "HARD_CAPS",
     "LIMITED_MODE_MINUTES",
+    "METER_HORIZON_MIN",
+    "METER_MAX_AGE_MIN",
+    "METER_RANGE_MGDL",
     "AcknowledgeAlarm",
     "Alarm",
     "AlarmKind",
@@ -90,6 +101,9 @@ __all__ = [
     "InsulinPumpModel",
     "LimitIssue",
     "LogEntry",
+    "MeterGlucose",
+    "MeterReading",
+    "MeterSuspendRule",
     "Occlusion",
     "Outcome",
     "PumpState",

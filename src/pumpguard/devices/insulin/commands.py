@@ -32,6 +32,7 @@ __all__ = [
     "CommandResult",
     "CommandSource",
     "ExtendedBolus",
+    "MeterGlucose",
     "Occlusion",
     "Rejection",
     "Resume",
@@ -175,6 +176,18 @@ class SetUtcOffset:
 
 
 @dataclass(frozen=True, slots=True)
+class MeterGlucose:
+    """A fingerstick glucose value entered on the pump's keypad (LOCAL only, never over the
+    radio). Logged; while limited mode runs, it may stop the limited-mode basal
+    (``MeterSuspendRule``, the pump's ``meter_rule``), never add insulin."""
+
+    IDS_OPCODE: ClassVar[IdsOpcode | None] = None
+    glucose_mgdl: Decimal
+    source: CommandSource = CommandSource.LOCAL
+    command_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AcknowledgeAlarm:
     """Silence alarms and clear those whose cause is gone."""
 
@@ -226,6 +239,7 @@ Command = (
     | SetLimits
     | SetUtcOffset
     | AcknowledgeAlarm
+    | MeterGlucose
     | ChangeReservoir
     | Occlusion
     | SetCharging

@@ -69,6 +69,8 @@ class EventKind(StrEnum):
     ALARM_ACK = "alarm-acknowledged"
     ALARM_OFF = "alarm-off"
     SENSOR = "sensor"
+    METER_GLUCOSE = "meter-glucose"
+    """A fingerstick entered at the pump; in limited mode it may hold the basal at zero."""
     CHARGING = "charging"
 
 

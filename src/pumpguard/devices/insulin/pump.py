@@ -60,6 +60,7 @@ from pumpguard.devices.insulin.commands import (
     CommandResult,
     CommandSource,
     ExtendedBolus,
+    MeterGlucose,
     Occlusion,
     Rejection,
     Resume,
@@ -87,6 +88,7 @@ from pumpguard.devices.insulin.log import (
     EventLog,
     TempBasalView,
 )
+from pumpguard.devices.insulin.meter import METER_RANGE_MGDL, MeterReading, MeterSuspendRule
 from pumpguard.devices.insulin.model import InsulinPumpModel, PumpState
 from pumpguard.devices.power import Battery
 
@@ -172,6 +174,7 @@ class InsulinPump:
         reservoir_u: Decimal | None = None,
         charging: bool = False,
         serial: str = "INSULIN-0001",
+        meter_rule: MeterSuspendRule | None = None,
     ) -> None:
         self.model = model or InsulinPumpModel()
         self.serial = serial
@@ -215,6 +218,11 @@ class InsulinPump:
         self._limited_over = False
         """Limited mode ran its bounded time: no new limited mode until automation resumes (an
         automated dose command accepted) or the user acknowledges the alarm at the pump."""
+        self.meter_rule = meter_rule or MeterSuspendRule()
+        """Set at the pump with the therapy settings (threshold, bottom of the range)."""
+        self._meter: list[MeterReading] = []
+        self._meter_hold_ms: int | None = None
+        """Until when keypad fingersticks hold the limited-mode basal at zero."""
         self.battery = Battery(self.model.battery_capacity_mah, mains=charging)
         with self._changing(EventKind.STARTED, _LOCAL, f"{self.model.name} {serial}"):
             self._basal = self._target_basal()
@@ -452,6 +460,8 @@ class InsulinPump:
                 return self._set_offset(command)
             case AcknowledgeAlarm():
                 return self._acknowledge(command)
+            case MeterGlucose():
+                return self._meter_glucose(command)
             case ChangeReservoir():
                 return self._change_reservoir(command)
             case Occlusion():
@@ -507,6 +517,8 @@ class InsulinPump:
     def _target_basal(self) -> Fraction:
         """What the basal should be now: nothing when suspended, else temp or scheduled."""
         if self._suspended_by is not None:
+            return _ZERO
+        if self._meter_holds():
             return _ZERO
         temp = self._temp
         if temp is None:
@@ -602,6 +614,9 @@ class InsulinPump:
                 candidates.append(bolus.start_ms + (0 if pending else bolus.duration_ms))
         if self._temp is not None:
             candidates.append(self._temp.end_ms)
+        if self._meter_holds():
+            assert self._meter_hold_ms is not None
+            candidates.append(self._meter_hold_ms)
         if self._suspended_by is None and len(self._profile.segments) > 1:
             candidates.append(self._next_boundary(t))
         rate = self._rate()
@@ -726,6 +741,9 @@ class InsulinPump:
         )
         if self._temp is not None and self._temp.percent is not None:
             detail += f", {self._temp.percent} % temp basal"
+        if self._meter_hold_ms is not None and self._t >= self._meter_hold_ms:
+            self._meter_hold_ms = None
+            detail = "no fingerstick for the meter hold: the limited-mode basal resumes"
         with self._changing(EventKind.BASAL_CHANGE, _SYSTEM, detail):
             self._basal = target
 
@@ -1358,6 +1376,45 @@ class InsulinPump:
         _, step = self.model.temp_basal_percent
         percent = math.floor(mean / scheduled * 100 / step) * step
         return max(0, min(100, percent))
+
+    def _limited_running(self) -> bool:
+        temp, limited = self._temp, self._limited_id
+        return temp is not None and limited is not None and temp.command_id == limited
+
+    def _meter_holds(self) -> bool:
+        """Keypad fingersticks hold the basal at zero: only limited mode's, only until the
+        hold runs out (a fingerstick says nothing after ``METER_MAX_AGE_MIN``)."""
+        hold = self._meter_hold_ms
+        return hold is not None and self._t < hold and self._limited_running()
+
+    def _meter_glucose(self, command: MeterGlucose) -> CommandResult:
+        """Take a fingerstick from the keypad. In limited mode the pump applies its
+        ``meter_rule``: a zero basal while the values show or predict a low; the value never
+        adds insulin, and outside limited mode it is only logged."""
+        if command.source is not _LOCAL:
+            return _refuse(Rejection.NOT_PERMITTED, "glucose values are entered at the pump only")
+        value = command.glucose_mgdl
+        low, high = METER_RANGE_MGDL
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            return _refuse(Rejection.INVALID, "a glucose value is a number of mg/dL")
+        try:
+            glucose = float(value)
+        except (InvalidOperation, ValueError, OverflowError):
+            return _refuse(Rejection.INVALID, "a glucose value is a number of mg/dL")
+        if not low <= glucose <= high:  # NaN fails both comparisons
+            return _refuse(
+                Rejection.OUT_OF_RANGE, f"glucose {value} is outside the meter's {low}-{high} mg/dL"
+            )
+        self._meter = [*self._meter[-1:], MeterReading(self._t, glucose)]
+        reason = self.meter_rule.reason(self._meter, self._t)
+        hold = None if reason is None else self.meter_rule.hold_until_ms(self._meter)
+        detail = f"fingerstick {glucose:.0f} mg/dL"
+        if self._limited_running():
+            detail += f"; limited mode: {reason or 'no low shown or predicted'}"
+        with self._changing(EventKind.METER_GLUCOSE, _LOCAL, detail, command_id=command.command_id):
+            self._meter_hold_ms = hold
+            self._basal = self._target_basal()
+        return _ok(detail)
 
     def _start_limited(self, command: StartLimitedMode) -> CommandResult:
         refusal = self._only(command.source, (_AUTOMATED,), "limited mode")

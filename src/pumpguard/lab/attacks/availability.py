@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from typing import ClassVar
 
 from pumpguard.clock import MS_PER_MINUTE
 from pumpguard.lab.attacks._tools import radio
@@ -37,13 +38,22 @@ class Jamming(Attack):
     control = "link-loss-fallback"
     availability = True
 
+    jam_minutes: ClassVar[int] = JAM_MINUTES
+    delay_minutes: ClassVar[int] = 0
+    """Minutes after ``ATTACK_MINUTE`` at which the jam starts (variants jam at other times)."""
+    period_ms: ClassVar[int] = 10
+    on_ms: ClassVar[int] = 10
+    """The jammer's duty cycle: busy ``on_ms`` of every ``period_ms`` (10/10: always busy)."""
+
     def launch(self, loop: LinkedLoop) -> None:
         adversary = radio(loop, record=False)
-        end = loop.clock.now_ms() + JAM_MINUTES * MS_PER_MINUTE
-        adversary.jam(period_ms=10, on_ms=10, end_ms=end)
+        start = (loop.minute + self.delay_minutes) * MS_PER_MINUTE
+        end = start + self.jam_minutes * MS_PER_MINUTE
+        adversary.jam(period_ms=self.period_ms, on_ms=self.on_ms, start_ms=start, end_ms=end)
 
     def verdict(self, loop: LinkedLoop, twin: Twin) -> Verdict:
-        lo, hi = ATTACK_MINUTE * MS_PER_MINUTE, (ATTACK_MINUTE + JAM_MINUTES) * MS_PER_MINUTE
+        lo = (ATTACK_MINUTE + self.delay_minutes) * MS_PER_MINUTE
+        hi = lo + self.jam_minutes * MS_PER_MINUTE
         readings = [r for r in loop.taken_readings if lo < r.time_ms < hi]
         own = [
             c

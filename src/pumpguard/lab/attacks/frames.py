@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import ClassVar
 
 import numpy as np
 
@@ -129,6 +130,8 @@ class ReflectionCounter(Attack):
     )
     goal = "the pump acts on a frame that is not a fresh one from its controller"
     control = "replay-window"
+    shifts: ClassVar[tuple[int, ...]] = (100, -1)
+    """How far the counter of each re-sent controller frame is moved (secure)."""
 
     def __init__(self) -> None:
         self._adversary: Adversary | None = None
@@ -153,7 +156,7 @@ class ReflectionCounter(Attack):
             if loop.profile is LinkProfile.LEGACY:
                 adversary.replay(capture)
                 continue
-            for shift in (100, -1):
+            for shift in self.shifts:
                 data = bytearray(capture.data)
                 counter = (int.from_bytes(data[7:9], "little") + shift) & 0xFFFF
                 data[7:9] = counter.to_bytes(2, "little")
