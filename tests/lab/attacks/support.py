@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pumpguard.lab.attacks import CATALOGUE, Attack, AttackResult, get_attack
+from pumpguard.lab.attacks import INSULIN_CATALOGUE, Attack, AttackResult, Harm, get_attack
 from pumpguard.link import LinkEventCode, LinkProfile
 
 Matrix = dict[tuple[str, LinkProfile], AttackResult]
@@ -15,13 +15,14 @@ legacy pump got its configured SweynTooth quirk, ``LegacyQuirks.radio_hangs_on_b
 def run_matrix(patient: str, seed: int) -> Matrix:
     return {
         (a.name, profile): get_attack(a.name).run(profile, patient, seed)
-        for a in CATALOGUE
+        for a in INSULIN_CATALOGUE
         for profile in LinkProfile
     }
 
 
 def _harmful_or_disclosing(attack: type[Attack], result: AttackResult) -> bool:
     harm = result.harm
+    assert isinstance(harm, Harm)
     dosed = (
         abs(harm.extra_insulin_u) > 0.05
         or harm.min_bg_mgdl < harm.baseline_min_bg_mgdl - 1

@@ -11,10 +11,10 @@ from tests.lab.attacks.support import (
     run_matrix,
 )
 
-from pumpguard.lab.attacks import CATALOGUE, Attack, get_attack
+from pumpguard.lab.attacks import INSULIN_CATALOGUE, Attack, get_attack
 from pumpguard.link import LinkEventCode, LinkProfile
 
-ATTACKS = [pytest.param(a, id=a.name) for a in CATALOGUE]
+ATTACKS = [pytest.param(a, id=a.name) for a in INSULIN_CATALOGUE]
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
@@ -73,7 +73,7 @@ def test_eavesdropping_secure_decodes_nothing_and_cannot_be_logged(matrix: Matri
 @pytest.mark.parametrize(("patient", "seed"), [("child#001", 2), ("adolescent#003", 3)])
 def test_full_matrix_on_other_patients_and_seeds(patient: str, seed: int) -> None:
     found = run_matrix(patient, seed)
-    for attack in CATALOGUE:
+    for attack in INSULIN_CATALOGUE:
         if attack.name not in LEGACY_NOT_REPRODUCED:
             check_legacy(attack, found[(attack.name, LinkProfile.LEGACY)])
         check_secure(attack, found[(attack.name, LinkProfile.SECURE)])
@@ -90,14 +90,13 @@ def test_sensor_spoof_fallback_adds_no_time_below_54_for_a_child_prone_to_lows()
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known finding (docs/attacks.md): child#008, who spends 39 min below 54 mg/dL with "
-    "no attack, still gets 5 more minutes under jamming with the pump's limited mode: no glucose "
-    "reaches the controller (no fingersticks are asked for a lost link), the twin's own "
-    "pre-dinner low, 10 h later, moves by 1-3 mg/dL; less insulin in total",
-)
-def test_jamming_fallback_adds_no_time_below_54_for_a_child_prone_to_lows() -> None:
-    result = get_attack("jamming").run(LinkProfile.SECURE, "child#008", 5)
+@pytest.mark.parametrize("seed", [1, 2, 5])
+def test_jamming_fallback_adds_no_time_below_54_for_a_child_prone_to_lows(seed: int) -> None:
+    """child#008 spends 29-39 min a day below 54 mg/dL with no attack; a 2 h jam at 08:00 used
+    to add 5, 3 and 5 minutes (seeds 1, 2, 5): after the jam the AID, seeing high glucose and
+    little insulin on board, caught up at full strength (1.05 U/h where the twin ran 0.8). With
+    the controller's half-strength recovery (``RECOVERY_MIN``) it adds none (measured on seed 5:
+    -4 minutes, 52.6 against 52.3 mg/dL; the other figures in docs/attacks.md)."""
+    result = get_attack("jamming").run(LinkProfile.SECURE, "child#008", seed)
     assert result.logged
     assert result.harm.minutes_below_54 <= 0

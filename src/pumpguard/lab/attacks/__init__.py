@@ -1,19 +1,29 @@
-"""The insulin attack catalogue: real, documented attacks, run against both link profiles.
+"""The attack catalogue: real, documented attacks on the insulin and the hospital systems, run
+against both profiles.
 
-Each entry is an ``Attack`` with a name, its real-world references, what the attacker does, the
-goal, and the control of the secure profile that should stop it. ``run(profile, patient, seed)``
-runs the attack on the closed loop over the radio (``lab.linked_loop``) and returns an
-``AttackResult`` measured against the attack-free twin. ``docs/attacks.md`` has the table and
-the measured matrix.
+Each entry is a ``CatalogueAttack`` with a name, its ``system``, its real-world references, what
+the attacker does, the goal, and the control of the secure profile that should stop it.
+``trial(profile, patient, seed)`` runs one instance and returns a ``Trial`` (the
+``AttackResult`` and the security events of the attacked run); ``run`` returns the result only.
+Insulin entries (``Attack``) run on the closed loop over the radio (``lab.linked_loop``) against
+an attack-free twin; hospital entries (``HospitalAttack``) on a ward in virtual time
+(``hospital_ward``): the update path (``hospital_library``) and EHR auto-programming
+(``hospital_orders``). ``docs/attacks.md`` has the tables and the measured matrices.
 """
 
 from pumpguard.lab.attacks.availability import FLOOD_GOAL_PERCENT, Jamming, WakeupFlood
 from pumpguard.lab.attacks.base import (
     ATTACK_MINUTE,
+    DEFAULT_PATIENT,
+    HARM_KEYS,
     HARM_MINUTES,
     Attack,
     AttackResult,
+    CatalogueAttack,
     Harm,
+    InfusionHarm,
+    System,
+    Trial,
     Twin,
     Verdict,
     control_for,
@@ -23,22 +33,52 @@ from pumpguard.lab.attacks.cgm import SensorSpoof, SpoofedCgm, SpoofedCgmLow
 from pumpguard.lab.attacks.eavesdrop import Eavesdrop
 from pumpguard.lab.attacks.forgery import ForgedBolus, MeterRemoteSpoof, PodCommands, ScanAndDump
 from pumpguard.lab.attacks.frames import MalformedFrames, ReflectionCounter
+from pumpguard.lab.attacks.hospital_library import (
+    LibraryRollback,
+    StaleMetadata,
+    StolenSigningKey,
+    TamperedLibrary,
+    UnsignedFirmware,
+    UnsignedLibraryPush,
+)
+from pumpguard.lab.attacks.hospital_orders import (
+    OrderBeyondHardLimit,
+    OrderForAnotherPatient,
+    OrderFromUnauthenticatedHost,
+    OrderReplay,
+    OrderTamperedInTransit,
+)
+from pumpguard.lab.attacks.hospital_ward import HospitalAttack
 from pumpguard.lab.attacks.pairing import PairingMitmAttack
 from pumpguard.lab.attacks.replay import RemoteBolusReplay
+from pumpguard.link import LinkProfile
 
 __all__ = [
     "ATTACK_MINUTE",
     "CATALOGUE",
+    "DEFAULT_PATIENT",
     "FLOOD_GOAL_PERCENT",
+    "HARM_KEYS",
     "HARM_MINUTES",
+    "HOSPITAL_CATALOGUE",
+    "INSULIN_CATALOGUE",
     "Attack",
     "AttackResult",
+    "CatalogueAttack",
     "Eavesdrop",
     "ForgedBolus",
     "Harm",
+    "HospitalAttack",
+    "InfusionHarm",
     "Jamming",
+    "LibraryRollback",
     "MalformedFrames",
     "MeterRemoteSpoof",
+    "OrderBeyondHardLimit",
+    "OrderForAnotherPatient",
+    "OrderFromUnauthenticatedHost",
+    "OrderReplay",
+    "OrderTamperedInTransit",
     "PairingMitmAttack",
     "PodCommands",
     "ReflectionCounter",
@@ -47,17 +87,27 @@ __all__ = [
     "SensorSpoof",
     "SpoofedCgm",
     "SpoofedCgmLow",
+    "StaleMetadata",
+    "StolenSigningKey",
+    "System",
+    "TamperedLibrary",
+    "Trial",
     "Twin",
     "UnknownAttackError",
+    "UnsignedFirmware",
+    "UnsignedLibraryPush",
     "Verdict",
     "WakeupFlood",
     "attack_names",
+    "catalogue",
     "control_for",
     "get_attack",
+    "insulin_attack",
+    "run_trial",
     "twin_run",
 ]
 
-CATALOGUE: tuple[type[Attack], ...] = (
+INSULIN_CATALOGUE: tuple[type[Attack], ...] = (
     Eavesdrop,
     RemoteBolusReplay,
     ForgedBolus,
@@ -73,6 +123,20 @@ CATALOGUE: tuple[type[Attack], ...] = (
     MalformedFrames,
     ReflectionCounter,
 )
+HOSPITAL_CATALOGUE: tuple[type[HospitalAttack], ...] = (
+    UnsignedLibraryPush,
+    TamperedLibrary,
+    LibraryRollback,
+    UnsignedFirmware,
+    StolenSigningKey,
+    StaleMetadata,
+    OrderFromUnauthenticatedHost,
+    OrderReplay,
+    OrderTamperedInTransit,
+    OrderBeyondHardLimit,
+    OrderForAnotherPatient,
+)
+CATALOGUE: tuple[type[CatalogueAttack], ...] = (*INSULIN_CATALOGUE, *HOSPITAL_CATALOGUE)
 
 
 class UnknownAttackError(LookupError):
@@ -81,13 +145,34 @@ class UnknownAttackError(LookupError):
         self.name = name
 
 
-def attack_names() -> tuple[str, ...]:
-    return tuple(a.name for a in CATALOGUE)
+def catalogue(system: System | None = None) -> tuple[type[CatalogueAttack], ...]:
+    """The entries of ``system`` (every entry when None), in catalogue order."""
+    return tuple(a for a in CATALOGUE if system is None or a.system is system)
 
 
-def get_attack(name: str) -> Attack:
+def attack_names(system: System | None = None) -> tuple[str, ...]:
+    return tuple(a.name for a in catalogue(system))
+
+
+def get_attack(name: str) -> CatalogueAttack:
     """A fresh instance of the attack called ``name`` (an attack keeps state for one run)."""
     for attack in CATALOGUE:
         if attack.name == name:
             return attack()
     raise UnknownAttackError(name)
+
+
+def insulin_attack(name: str) -> Attack:
+    """A fresh instance of the insulin attack ``name``, for callers that drive its steps
+    (``prepare``, ``launch``, ``verdict``) on a loop of their own."""
+    for attack in INSULIN_CATALOGUE:
+        if attack.name == name:
+            return attack()
+    raise UnknownAttackError(name)
+
+
+def run_trial(
+    name: str, profile: LinkProfile, *, patient: str = DEFAULT_PATIENT, seed: int = 1
+) -> Trial:
+    """Run one instance of ``name``: its result and the security events of its run."""
+    return get_attack(name).trial(profile, patient, seed)
