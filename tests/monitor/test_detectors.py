@@ -124,3 +124,35 @@ def test_bad_boluses_are_refused() -> None:
     det.bolus(10 * MIN, 1.0)
     with pytest.raises(DetectorError, match="time order"):
         det.bolus(0, 1.0)
+
+
+def test_a_fast_but_gradual_post_meal_rise_is_plausible() -> None:
+    """The cohort climbs at up to ~11 mg/dL/min after large meals, getting there gradually."""
+    det = CgmPlausibility("CGM-1")
+    bg, t = 100.0, 0
+    assert det.reading(t, bg) == []
+    for rate in (1, 3, 5, 7, 9, 11, 11, 9, 6, 3, 0, -2, -4, -5):
+        t, bg = t + 5 * MIN, bg + 5 * rate
+        assert det.reading(t, bg) == []
+
+
+def test_a_step_on_a_steady_trace_is_flagged_and_so_is_its_end() -> None:
+    det = CgmPlausibility("CGM-1")
+    for i in range(5):
+        assert det.reading(i * 5 * MIN, 120.0 + i) == []
+    up = det.reading(25 * MIN, 245.0)
+    assert [d.analytic_id for d in up] == ["PG-CGM-RATE"]
+    assert "rate changed by" in up[0].message
+    assert det.reading(30 * MIN, 246.0) == []
+    assert [d.analytic_id for d in det.reading(35 * MIN, 127.0)] == ["PG-CGM-RATE"]
+
+
+def test_a_fast_rate_right_after_a_gap_is_judged_on_the_rate_alone() -> None:
+    det = CgmPlausibility("CGM-1", max_rate_change_mgdl_min=8)
+    det.reading(0, 120)
+    assert det.reading(60 * MIN, 200) == []
+    assert [d.analytic_id for d in det.reading(65 * MIN, 300)] == ["PG-CGM-RATE"]
+    calm = CgmPlausibility("CGM-2")
+    calm.reading(0, 120)
+    calm.reading(60 * MIN, 200)
+    assert calm.reading(65 * MIN, 235) == []

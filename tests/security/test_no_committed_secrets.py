@@ -90,7 +90,7 @@ def test_the_scan_finds_planted_secrets(tmp_path: Path) -> None:
     planted = {
         "config/server.pem": ec_key.decode(),
         "notes/deploy.md": "ssh key:\n" + ed_key.decode(),
-        "settings.py": 'DATABASE = "postgresql://pumpguard:hunter22@db.example/pumps"\n',
+        "settings.py": 'DATABASE = "postgresql://pumpguard:hunter22' + '@db.example/pumps"\n',
         "ci.yml": "token: ghp_" + "a1B2" * 9 + "\n",
         "aws.txt": "AKIA" + "ABCDEFGHIJ234567" + "\n",
         "enrol.txt": "otpauth://totp/pumpguard:ana?secret=" + "JBSWY3DPEHPK3PXP" + "&issuer=x\n",

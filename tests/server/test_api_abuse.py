@@ -20,15 +20,23 @@ from tests.server.test_http_api import as_role
 
 from pumpguard.clock import VirtualClock
 from pumpguard.server import Role, Store
-from pumpguard.server.api import create_app
+from pumpguard.server.api import ROUTERS, create_app, endpoint_permissions
 
-PUBLIC = {("POST", "/api/v1/auth/login")}
 EXAMPLES = settings(
     max_examples=10,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+
+
+PUBLIC = {
+    endpoint
+    for router in ROUTERS
+    for endpoint, permission in endpoint_permissions(router).items()
+    if permission is None
+}
+"""Endpoints that need no session by design (the login, the FHIR capability statement)."""
 
 
 def _each_operation(server: Store, check: Callable[[schemathesis.Case], None]) -> int:

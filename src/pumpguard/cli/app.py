@@ -28,6 +28,9 @@ _GROUPS: dict[str, str] = {
     "audit": "pumpguard.cli.audit",
     "attack": "pumpguard.cli.attack",
     "device": "pumpguard.cli.device",
+    "lab": "pumpguard.cli.lab",
+    "updates": "pumpguard.cli.updates",
+    "ehr": "pumpguard.cli.ehr",
 }
 """Sub-command groups: name -> module holding a ``typer.Typer`` called ``app``."""
 

@@ -585,3 +585,161 @@ def server(
         f"load average at start {load}. Not measured: {report['not_measured']}.",
         highlight=False,
     )
+
+
+@app.command()
+def autoprogram(
+    orders: Annotated[int, typer.Option("--orders", help="PIV orders the EHR sends.")] = 200,
+    pumps: Annotated[
+        int, typer.Option("--pumps", help="Simulated pumps over mutual-TLS MQTT (at least 4).")
+    ] = 24,
+    rate: Annotated[float, typer.Option("--rate", help="Orders per second.")] = 5.0,
+    status_interval: Annotated[
+        float, typer.Option("--status-interval", help="Seconds between a pump's statuses.")
+    ] = 10.0,
+    confirm_after: Annotated[
+        float,
+        typer.Option("--confirm-after", help="Seconds the bedside nurse takes to confirm."),
+    ] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the order mix.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """EHR auto-programming: a simulated EHR sends PIV orders over MLLP/TLS to the stack and
+    its pump fleet; p50/p99 from order to pump pre-fill and to RRG^O16 (target p99 < 250 ms)."""
+    from pumpguard.lab.autoprogram_bench import (
+        AutoprogramBenchConfig,
+        AutoprogramBenchError,
+        run_autoprogram_bench,
+    )
+
+    try:
+        config = AutoprogramBenchConfig(
+            orders=orders,
+            pumps=pumps,
+            rate_per_s=rate,
+            status_interval_s=status_interval,
+            confirm_after_s=confirm_after,
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    try:
+        result = run_autoprogram_bench(config, lambda text: err.print(text, highlight=False))
+    except AutoprogramBenchError as exc:
+        raise fail(str(exc)) from None
+    report = result.report()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"auto-programming: {result.orders} orders, {pumps} pumps")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key in (
+        "prefill_p50_ms",
+        "prefill_p99_ms",
+        "rrg_p50_ms",
+        "rrg_p99_ms",
+        "ack_p50_ms",
+        "ack_p99_ms",
+        "confirm_to_rrg_p50_ms",
+        "confirm_to_rrg_p99_ms",
+        "accepted",
+        "as_expected",
+        "not_as_expected",
+        "machine_idle_percent",
+    ):
+        value = report[key]
+        table.add_row(key, "-" if value is None else f"{value:,}")
+    for reason, count in result.refused.items():
+        table.add_row(f"refused {reason}", str(count))
+    out.print(table)
+    load = ", ".join(f"{x:.2f}" for x in result.load_average_start)
+    out.print(
+        f"target prefill p99 < {report['target_prefill_p99_ms']:g} ms: "
+        f"{'met' if result.target_met else 'missed'}; load average at start {load}. "
+        f"Not measured: {report['not_measured']}.",
+        highlight=False,
+    )
+
+
+@app.command()
+def faults(
+    pumps: Annotated[
+        int, typer.Option("--pumps", min=3, max=2_000, help="Simulated pumps, one TLS each.")
+    ] = 50,
+    seconds: Annotated[
+        float,
+        typer.Option("--seconds", min=5, help="Seconds under load; one equal slot per fault."),
+    ] = 60.0,
+    database: Annotated[
+        str, typer.Option("--database", help="sqlite (default) or postgresql.")
+    ] = "sqlite",
+    postgres_url: Annotated[
+        str | None,
+        typer.Option(
+            "--postgres-url",
+            envvar="PUMPGUARD_DATABASE_URL",
+            help="PostgreSQL server for --database postgresql: the bench creates a database "
+            "of its own there and drops it after (default: $PUMPGUARD_DATABASE_URL).",
+        ),
+    ] = None,
+    fault_seconds: Annotated[
+        float | None,
+        typer.Option("--fault-seconds", help="Seconds each fault is held (default 40% of a slot)."),
+    ] = None,
+    skew_hours: Annotated[
+        float, typer.Option("--skew-hours", help="Clock skew of one pump; negative: behind.")
+    ] = 3.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the fleet's events.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Kill and restart the broker, the database and the server, partition pumps and skew a
+    pump's clock under a fleet load: events lost and duplicated in the store, infusions
+    interrupted (all must be 0), recovery time per fault. Exit 1 when any is not."""
+    from pumpguard.lab.fault_bench import FaultBenchConfig, FaultBenchError, run_fault_bench
+
+    try:
+        config = FaultBenchConfig(
+            pumps=pumps,
+            duration_s=seconds,
+            database=database,
+            postgres_url=postgres_url if database == "postgresql" else None,
+            fault_s=fault_seconds,
+            skew_hours=skew_hours,
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    try:
+        result = run_fault_bench(config, lambda text: err.print(text, highlight=False))
+    except FaultBenchError as exc:
+        raise fail(str(exc)) from None
+    report = result.report()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        table = Table(title=f"faults: {pumps} pumps on {result.database}, {seconds:g} s")
+        for column in ("fault", "held s", "recovery s", "fewest connected", "what was done"):
+            table.add_column(column, justify="left" if column[0] in "fw" else "right")
+        for window in result.faults:
+            recovery = "-" if window.recovery_s is None else f"{window.recovery_s:.2f}"
+            table.add_row(
+                window.fault.value,
+                f"{window.held_s:.1f}",
+                recovery,
+                str(window.connected_min),
+                window.detail,
+            )
+        out.print(table)
+        configuration = ", ".join(f"{k} {v}" for k, v in result.configuration().items())
+        out.print(f"configuration: {configuration}", highlight=False)
+        out.print(
+            f"events_lost {result.store.events_lost}, events_duplicated "
+            f"{result.store.events_duplicated}, infusions_interrupted "
+            f"{result.infusions_interrupted} ({result.infusing} infusing); "
+            f"{result.store.stored:,} of {result.store.generated:,} messages stored; "
+            f"wall time {result.wall_time_s:.1f} s",
+            highlight=False,
+        )
+    if not result.all_zero:
+        raise fail("a fault lost, duplicated or interrupted something, or did not recover")

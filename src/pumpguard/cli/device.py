@@ -21,9 +21,18 @@ from pumpguard.cli.library import open_library
 from pumpguard.clinical import PumpKind
 from pumpguard.clock import SystemClock
 from pumpguard.data import EXAMPLE_LIBRARY
-from pumpguard.pki import CA_BUNDLE_FILE, CERT_FILE, KEY_FILE, PkiError, read_credential
+from pumpguard.pki import (
+    CA_BUNDLE_FILE,
+    CERT_FILE,
+    KEY_FILE,
+    PkiError,
+    client_tls_context,
+    read_credential,
+)
 from pumpguard.security_events import JsonLinesEventFile, SecurityEvent
 from pumpguard.server.device_runtime import SeqReservation, SimulatedPump, mqtt_connector
+from pumpguard.server.update_agent import UPDATE_ROOT_FILE, PumpUpdateAgent
+from pumpguard.updates import UpdateError
 
 __all__ = ["app", "parse_server_url"]
 
@@ -139,6 +148,13 @@ def run(
         Path | None,
         typer.Option("--events-file", help="Append the pump's security events here (JSON lines)."),
     ] = None,
+    updates: Annotated[
+        str | None,
+        typer.Option(
+            "--updates",
+            help="https://HOST:PORT/ of the update repository (needs CERT_DIR/update-root.json).",
+        ),
+    ] = None,
 ) -> None:
     """Run one pump's firmware in real time against the server at --server."""
     try:
@@ -170,6 +186,7 @@ def run(
     except (PkiError, ValueError, OSError) as exc:
         raise fail(str(exc)) from None
     clock = SystemClock()
+    agent = _update_agent(updates, cert_dir, ident, clock) if updates is not None else None
     pump = SimulatedPump(
         ident,
         kind,
@@ -180,6 +197,7 @@ def run(
         care_area=care_area,
         seq=seq,
         status_every_s=status_every,
+        updates=agent,
     )
     out.print(
         f"{ident} ({kind.value}) powered on; reporting to mqtts://{host}:{port}, status every "
@@ -188,3 +206,23 @@ def run(
         soft_wrap=True,
     )
     asyncio.run(_run(pump))
+
+
+def _update_agent(url: str, cert_dir: Path, ident: str, clock: SystemClock) -> PumpUpdateAgent:
+    """The pump's update agent, trusting the root written at provisioning."""
+    if not url.startswith("https://"):
+        raise fail(f"--updates must be an https:// URL, got {url!r}", 2)
+    try:
+        root = (cert_dir / UPDATE_ROOT_FILE).read_bytes()
+        return PumpUpdateAgent(
+            cert_dir / "updates",
+            url,
+            client_tls_context(cert_dir),
+            clock=clock,
+            device_id=ident,
+            trusted_root=root,
+        )
+    except OSError as exc:
+        raise fail(f"cannot read the update trust root: {exc}") from None
+    except (PkiError, UpdateError) as exc:
+        raise fail(f"cannot start the update agent: {exc}") from None

@@ -15,7 +15,16 @@ import typer
 
 from pumpguard.cli.common import DataDirOption, err, fail, out
 from pumpguard.cli.common import data_dir as resolve_data_dir
+from pumpguard.server.alert_export import (
+    MONITORING_FILE,
+    ExportConfigError,
+    MonitoringConfig,
+    parse_syslog,
+    parse_webhook,
+)
+from pumpguard.server.ehr_gateway import EhrSettings, NurseSettings
 from pumpguard.server.runtime import Stack, StackConfig, StackError
+from pumpguard.web import add_dashboard
 
 __all__ = ["up"]
 
@@ -32,12 +41,23 @@ def _announce(stack: Stack) -> None:
     where = stack.describe()
     out.print("[bold]pumpguard server[/]", highlight=False, soft_wrap=True)
     out.print(f"  HTTPS API      {where['https']}", highlight=False, soft_wrap=True)
+    dashboard = where["https"].removesuffix("api/v1/docs")
+    out.print(f"  dashboard      {dashboard}", highlight=False, soft_wrap=True)
     out.print(f"  MQTT (mTLS)    {where['mqtt']}", highlight=False, soft_wrap=True)
+    out.print(f"  updates (mTLS) {where['updates']}", highlight=False, soft_wrap=True)
     out.print(f"  data           {where['data']}", highlight=False, soft_wrap=True)
     out.print(f"  database       {where['database']}", highlight=False, soft_wrap=True)
     out.print(f"  CA bundle      {where['ca']}", highlight=False, soft_wrap=True)
     out.print(f"  security log   {where['security_events']}", highlight=False, soft_wrap=True)
     out.print(f"  alerts         {where['alerts']}", highlight=False, soft_wrap=True)
+    if stack.ehr is not None:
+        ehr = stack.ehr.describe()
+        out.print(f"  orders (MLLP)  {ehr['mllp']}", highlight=False, soft_wrap=True)
+        out.print(
+            f"  EHR endpoint   {ehr['ehr'] or '(none: acknowledgements and reports not sent)'}",
+            highlight=False,
+            soft_wrap=True,
+        )
     ward = stack.demo
     if ward is not None:
         out.print(
@@ -65,13 +85,14 @@ def _announce(stack: Stack) -> None:
                 soft_wrap=True,
             )
     out.print(
-        f"listening on https {stack.http_port} and mqtts {stack.mqtt_port}; Ctrl-C stops",
+        f"listening on https {stack.http_port}, mqtts {stack.mqtt_port} and updates "
+        f"{stack.updates_port}; Ctrl-C stops",
         highlight=False,
         soft_wrap=True,
     )
 
 
-async def _serve(config: StackConfig) -> None:
+async def _serve(config: StackConfig, demo_ehr_port: int | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -82,7 +103,18 @@ async def _serve(config: StackConfig) -> None:
         except StackError as exc:
             raise fail(str(exc)) from None
         try:
+            if demo_ehr_port is not None:
+                from pumpguard.lab.ehr import start_demo_ehr
+
+                await start_demo_ehr(stack, demo_ehr_port)
             _announce(stack)
+            if demo_ehr_port is not None:
+                out.print(
+                    f"  demo EHR       listening on mllps {demo_ehr_port}; sends an order every "
+                    "30 s",
+                    highlight=False,
+                    soft_wrap=True,
+                )
             await stop.wait()
             out.print("stopping...", highlight=False, soft_wrap=True)
         finally:
@@ -108,9 +140,62 @@ def up(
     mqtt_port: Annotated[
         int, typer.Option("--mqtt-port", help="MQTT over mutual TLS port (0 picks a free one).")
     ] = 8883,
+    updates_port: Annotated[
+        int,
+        typer.Option(
+            "--updates-port",
+            help="Port where pumps fetch signed updates over mutual TLS (0 picks a free one).",
+        ),
+    ] = 8444,
     demo: Annotated[
         bool, typer.Option("--demo", help="Add a simulated ward of 24 pumps and a demo admin.")
     ] = False,
+    mllp_port: Annotated[
+        int | None,
+        typer.Option(
+            "--mllp-port",
+            help="Listen for EHR infusion orders (IHE PCD PIV) over MLLP in mutual TLS on this "
+            "port (0 picks a free one); only an ehr certificate of this server's CA may send.",
+        ),
+    ] = None,
+    ehr_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--ehr-endpoint",
+            help="Where RRG^O16 acknowledgements and IPEC/DEC/ACM reports go, e.g. "
+            "mllps://ehr.example:2575.",
+        ),
+    ] = None,
+    legacy_mllp: Annotated[
+        bool,
+        typer.Option(
+            "--legacy-mllp",
+            help="Plain MLLP without TLS (the legacy profile, for attack demonstrations only).",
+        ),
+    ] = False,
+    demo_ehr_port: Annotated[
+        int | None,
+        typer.Option(
+            "--demo-ehr-port",
+            help="Demo: run the simulated EHR/BCMA listening on this port for RRG^O16 and "
+            "reports; it sends an order for the demo ward every 30 s (needs --demo; implies "
+            "--mllp-port 0 and --ehr-endpoint mllps://127.0.0.1:PORT unless given).",
+        ),
+    ] = None,
+    nurse_delay: Annotated[
+        float,
+        typer.Option(
+            "--nurse-delay",
+            help="Demo: seconds the simulated nurse takes to answer an order at the pump.",
+        ),
+    ] = 5.0,
+    nurse_reject: Annotated[
+        float,
+        typer.Option(
+            "--nurse-reject",
+            help="Demo: probability that the simulated nurse rejects an order at the pump.",
+        ),
+    ] = 0.1,
     ca_passphrase_file: Annotated[
         Path | None,
         typer.Option(
@@ -127,15 +212,101 @@ def up(
             "$PUMPGUARD_AUDIT_PASSPHRASE, else the stored one).",
         ),
     ] = None,
+    updates_passphrase_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--updates-passphrase-file",
+            help="File holding the update repository's online key passphrase (default: "
+            "$PUMPGUARD_UPDATES_PASSPHRASE, else the stored one).",
+        ),
+    ] = None,
+    syslog: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--syslog",
+            help="Forward alerts to this syslog collector, HOST:PORT, RFC 5424 over TLS "
+            "(repeatable; also [[syslog]] in DATA_DIR/monitoring.toml).",
+        ),
+    ] = None,
+    syslog_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--syslog-ca", help="CA file to verify --syslog collectors (default: system)."
+        ),
+    ] = None,
+    cef_file: Annotated[
+        Path | None, typer.Option("--cef-file", help="Append every alert change as a CEF line.")
+    ] = None,
+    ocsf_file: Annotated[
+        Path | None,
+        typer.Option("--ocsf-file", help="Append every alert change as OCSF JSON (one per line)."),
+    ] = None,
+    webhook: Annotated[
+        list[str] | None,
+        typer.Option("--webhook", help="POST every alert change as OCSF JSON here (repeatable)."),
+    ] = None,
+    webhook_ca: Annotated[
+        Path | None, typer.Option("--webhook-ca", help="CA file to verify https --webhook URLs.")
+    ] = None,
 ) -> None:
     """Start the pump server (HTTPS API, embedded MQTT broker, ingest) until Ctrl-C."""
+    if demo_ehr_port is not None:
+        if not demo:
+            raise fail("--demo-ehr-port needs --demo", 2)
+        wanted = f"mllps://127.0.0.1:{_port('--demo-ehr-port', demo_ehr_port)}"
+        if demo_ehr_port == 0:
+            raise fail("--demo-ehr-port needs a fixed port (the EHR endpoint names it)", 2)
+        if ehr_endpoint is not None and ehr_endpoint.strip() != wanted:
+            raise fail(f"--demo-ehr-port {demo_ehr_port} needs --ehr-endpoint {wanted}", 2)
+        if legacy_mllp:
+            raise fail("the simulated EHR speaks MLLP over TLS; drop --legacy-mllp", 2)
+        ehr_endpoint, mllp_port = wanted, 0 if mllp_port is None else mllp_port
+    ehr = _ehr_settings(mllp_port, ehr_endpoint, legacy_mllp, nurse_delay, nurse_reject)
+    directory = resolve_data_dir(data_dir)
+    try:
+        monitoring = MonitoringConfig.load(directory / MONITORING_FILE, directory).with_flags(
+            syslog=tuple(parse_syslog(t, syslog_ca) for t in syslog or ()),
+            webhooks=tuple(parse_webhook(u, webhook_ca) for u in webhook or ()),
+            cef_file=cef_file,
+            ocsf_file=ocsf_file,
+        )
+    except ExportConfigError as exc:
+        raise fail(str(exc), 2) from None
     config = StackConfig(
-        data_dir=resolve_data_dir(data_dir),
+        data_dir=directory,
         host=host.strip() or "127.0.0.1",
         http_port=_port("--http-port", http_port),
         mqtt_port=_port("--mqtt-port", mqtt_port),
+        updates_port=_port("--updates-port", updates_port),
+        updates_passphrase_file=updates_passphrase_file,
         demo=demo,
         ca_passphrase_file=ca_passphrase_file,
         audit_passphrase_file=audit_passphrase_file,
+        ehr=ehr,
+        monitoring=monitoring,
+        app_hooks=(add_dashboard,),
     )
-    asyncio.run(_serve(config))
+    asyncio.run(_serve(config, demo_ehr_port))
+
+
+def _ehr_settings(
+    mllp_port: int | None,
+    endpoint: str | None,
+    legacy: bool,
+    nurse_delay: float,
+    nurse_reject: float,
+) -> EhrSettings | None:
+    if mllp_port is None:
+        if endpoint is not None or legacy:
+            raise fail("--ehr-endpoint and --legacy-mllp need --mllp-port", 2)
+        return None
+    try:
+        nurse = NurseSettings(confirm_after_s=nurse_delay, reject_probability=nurse_reject)
+        return EhrSettings(
+            mllp_port=_port("--mllp-port", mllp_port),
+            ehr_endpoint=endpoint.strip() if endpoint is not None else None,
+            legacy=legacy,
+            nurse=nurse,
+        )
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None

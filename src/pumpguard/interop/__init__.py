@@ -30,6 +30,7 @@ from pumpguard.interop.codes import (
 from pumpguard.interop.endpoints import (
     DeliveryError,
     Endpoint,
+    MllpConnection,
     MllpServer,
     PeerInfo,
     TransportProfile,
@@ -116,6 +117,7 @@ __all__ = [
     "InteropEvent",
     "Mdc",
     "MessageHeader",
+    "MllpConnection",
     "MllpDecoder",
     "MllpServer",
     "Observation",

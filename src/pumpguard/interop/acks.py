@@ -129,14 +129,20 @@ def build_accept_ack(
     responder: Responder | None = None,
     errors: Sequence[AppErrorDetail] = (),
     text: str = "",
+    event: str = "O15",
+    profile: Profile | None = Profile.PIV,
 ) -> str:
-    """An ``ACK^O15`` with MSA-1 CA, CE or CR echoing MSH-10 of the order in MSA-2."""
+    """An ``ACK^O15`` with MSA-1 CA, CE or CR echoing MSH-10 of the order in MSA-2.
+
+    ``event`` and ``profile`` make the same commit acknowledgement for another message: the
+    EHR answers an ``RRG^O16`` with ``ACK^O16^ACK`` and an IPEC report with ``ACK^R42^ACK``."""
     if code not in (AckCode.CA, AckCode.CE, AckCode.CR):
         raise ValueError(f"an accept acknowledgement carries CA, CE or CR, not {code}")
     if code is not AckCode.CA and not errors:
         raise ValueError("a CE or CR acknowledgement must say what is wrong (an ERR segment)")
     head = _header(responder or Responder(), control_id, now)
-    segments = [msh(head, ACCEPT_ACK_TYPE, Profile.PIV), _msa(code, acknowledged_id, text)]
+    message_type = ACCEPT_ACK_TYPE if event == "O15" else f"ACK^{event}^ACK"
+    segments = [msh(head, message_type, profile), _msa(code, acknowledged_id, text)]
     segments += [_err(e) for e in errors]
     return _finish(join_segments(segments), "ACK", acknowledged_id)
 
@@ -206,10 +212,13 @@ def _read_err(segment: Segment) -> AppErrorDetail:
 
 
 def parse_ack(text: str) -> AckMessage:
-    """Read an ``ACK^O15`` or ``RRG^O16``; raise ``Hl7Error`` if it is neither."""
+    """Read an ``ACK^O15`` or ``RRG^O16`` (or the commit ``ACK^<event>`` an EHR answers an
+    ``RRG^O16`` or a report with); raise ``Hl7Error`` if it is none of them."""
     fields = text.lstrip("\r\n").split("|", 10) if isinstance(text, str) else []
     is_rrg = len(fields) > 8 and fields[8].startswith("RRG")
-    kind = ("RRG", "O16") if is_rrg else ("ACK", "O15")
+    trigger = fields[8].split("^") if len(fields) > 8 else []
+    event = trigger[1] if len(trigger) > 2 and trigger[0] == "ACK" and trigger[1] else "O15"
+    kind = ("RRG", "O16") if is_rrg else ("ACK", event)
     structure = "RRG_O16" if kind[0] == "RRG" else "ACK"
     segments, control_id = check_header(text, kind, (structure,), None)
     validate_structure(structure, segments, control_id, optional_fields=("MSA_2",))

@@ -32,6 +32,7 @@ from pumpguard.security_events import Component, SecurityEvent, SecurityEventSin
 __all__ = [
     "DeliveryError",
     "Endpoint",
+    "MllpConnection",
     "MllpServer",
     "PeerInfo",
     "TransportProfile",
@@ -319,18 +320,13 @@ class MllpServer:
         return None
 
 
-async def send_message(
+async def _open(
     endpoint: Endpoint,
-    message: str,
-    *,
     profile: TransportProfile,
-    tls_context: ssl.SSLContext | None = None,
-    timeout: float = 10.0,
-    max_frame: int = DEFAULT_MAX_FRAME,
-    expect_reply: bool = True,
-) -> str | None:
-    """Open a connection, send one framed message and return the first framed reply (None if
-    none is expected, or the peer closes without one)."""
+    tls_context: ssl.SSLContext | None,
+    timeout: float,
+    peer_kinds: frozenset[CertKind] | None,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     if endpoint.tls:
         if tls_context is None:
             raise ValueError(f"{endpoint} needs a TLS context")
@@ -348,20 +344,116 @@ async def send_message(
         )
     except (OSError, TimeoutError, ssl.SSLError) as exc:
         raise DeliveryError(f"cannot reach {endpoint}: {exc or type(exc).__name__}") from None
+    if endpoint.tls and peer_kinds is not None:
+        try:
+            identity = peer_identity(writer.get_extra_info("ssl_object"))
+        except PeerIdentityError as exc:
+            identity = None
+            problem = str(exc)
+        if identity is None or identity.kind not in peer_kinds:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            who = problem if identity is None else f"{identity} is not an accepted peer"
+            raise DeliveryError(f"{endpoint}: {who}")
+    return reader, writer
+
+
+async def _reply(reader: asyncio.StreamReader, decoder: MllpDecoder) -> str | None:
+    while True:
+        data = await reader.read(_READ_CHUNK)
+        if not data:
+            return None
+        for item in decoder.feed(data):
+            if isinstance(item, Frame):
+                return item.text
+
+
+class MllpConnection:
+    """One kept connection to an MLLP endpoint: send a message, wait for its reply, send the
+    next. What a sender of a stream of reports (IPEC, DEC, ACM) holds open; a failure closes
+    it, and the next ``exchange`` connects again."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        profile: TransportProfile,
+        tls_context: ssl.SSLContext | None = None,
+        timeout: float = 10.0,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        peer_kinds: frozenset[CertKind] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self._profile = profile
+        self._tls = tls_context
+        self._timeout = timeout
+        self._max_frame = max_frame
+        self._peer_kinds = peer_kinds
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._streams is not None
+
+    async def exchange(self, message: str) -> str:
+        """Send one message and return the reply frame; raises ``DeliveryError``."""
+        if self._streams is None:
+            self._streams = await _open(
+                self.endpoint, self._profile, self._tls, self._timeout, self._peer_kinds
+            )
+        reader, writer = self._streams
+        try:
+            writer.write(encode_frame(message))
+            await writer.drain()
+            async with asyncio.timeout(self._timeout):
+                reply = await _reply(reader, MllpDecoder(self._max_frame))
+        except TimeoutError:
+            await self.close()
+            raise DeliveryError(
+                f"{self.endpoint} sent no acknowledgement within {self._timeout} s"
+            ) from None
+        except (OSError, ssl.SSLError) as exc:
+            await self.close()
+            raise DeliveryError(f"delivery to {self.endpoint} failed: {exc}") from None
+        if reply is None:
+            await self.close()
+            raise DeliveryError(f"{self.endpoint} closed the connection without an answer")
+        return reply
+
+    async def close(self) -> None:
+        """Close, waiting at most a second for the TLS close_notify exchange (asyncio waits
+        30 s by default), so that stopping a server is never held by a slow peer."""
+        streams, self._streams = self._streams, None
+        if streams is not None:
+            streams[1].close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(streams[1].wait_closed(), 1.0)
+            streams[1].transport.abort()
+
+
+async def send_message(
+    endpoint: Endpoint,
+    message: str,
+    *,
+    profile: TransportProfile,
+    tls_context: ssl.SSLContext | None = None,
+    timeout: float = 10.0,
+    max_frame: int = DEFAULT_MAX_FRAME,
+    expect_reply: bool = True,
+    peer_kinds: frozenset[CertKind] | None = None,
+) -> str | None:
+    """Open a connection, send one framed message and return the first framed reply (None if
+    none is expected, or the peer closes without one). ``peer_kinds`` refuses a TLS peer whose
+    certificate names another kind of party (e.g. anything but the EHR)."""
+    reader, writer = await _open(endpoint, profile, tls_context, timeout, peer_kinds)
     try:
         writer.write(encode_frame(message))
         await writer.drain()
         if not expect_reply:
             return None
-        decoder = MllpDecoder(max_frame)
         async with asyncio.timeout(timeout):
-            while True:
-                data = await reader.read(_READ_CHUNK)
-                if not data:
-                    return None
-                for item in decoder.feed(data):
-                    if isinstance(item, Frame):
-                        return item.text
+            return await _reply(reader, MllpDecoder(max_frame))
     except TimeoutError:
         raise DeliveryError(f"{endpoint} sent no acknowledgement within {timeout} s") from None
     except (OSError, ssl.SSLError) as exc:

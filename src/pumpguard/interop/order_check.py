@@ -430,8 +430,14 @@ def _check_continuous(
             f"volume {vtbi} mL exceeds the pump maximum {pump.pump_model.max_vtbi_ml} mL",
             _at(_RXG, 5),
         )
-    vtbi_finding = check_limits("vtbi", vtbi, entry.vtbi_ml, "mL")
-    ders = ders.plus([vtbi_finding])
+    findings = [check_limits("vtbi", vtbi, entry.vtbi_ml, "mL")]
+    if entry.max_duration_min is not None and rate_ml_h > 0:
+        # The pump's own check (devices.infusion): VTBI at this rate must end in time.
+        minutes = vtbi / rate_ml_h * 60
+        findings.append(
+            check_limits("duration", minutes, Limits(hard_max=entry.max_duration_min), "min")
+        )
+    ders = ders.plus(findings)
     _blocking(ders, _at(_RXG, 5))
     programme = ContinuousProgramme(
         drug=drug,

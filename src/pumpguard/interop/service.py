@@ -100,6 +100,15 @@ class PivReceiver:
 
     def receive(self, text: str, peer: str | None = None) -> Reception:
         """Parse one frame as a PIV order: CA with the order, or CE/CR with the error."""
+        reception = self.parse(text, peer)
+        if reception.order is None:
+            return reception
+        return Reception(self.accept_ack(reception.order), reception.order)
+
+    def parse(self, text: str, peer: str | None = None) -> Reception:
+        """``receive`` without building the CA: the order (and an empty ``ack``, to be built
+        by ``accept_ack`` once the order is kept), or the CE/CR answer with the error. The
+        server uses it to start the order's work before the acknowledgement is written."""
         try:
             order = parse_piv(text)
         except Hl7Error as error:
@@ -113,14 +122,17 @@ class PivReceiver:
                 },
             )
             return Reception(self._reject(error), None, error)
-        ack = build_accept_ack(
+        return Reception("", order)
+
+    def accept_ack(self, order: InfusionOrder) -> str:
+        """The ``ACK^O15`` CA for an order that was parsed and kept."""
+        return build_accept_ack(
             AckCode.CA,
             order.control_id,
             control_id=self.next_control_id(),
             now=self._now(),
             responder=self._responder.to(order.header),
         )
-        return Reception(ack, order)
 
     def _reject(self, error: Hl7Error) -> str:
         return build_accept_ack(

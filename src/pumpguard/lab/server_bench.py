@@ -670,6 +670,7 @@ async def _serve(spec: dict[str, Any]) -> None:
         data_dir=Path(spec["data_dir"]),
         http_port=0,
         mqtt_port=0,
+        updates_port=0,
         database_url=str(spec["database_url"]),
     )
     cache = CredentialCache(Path(spec["cache_dir"]))

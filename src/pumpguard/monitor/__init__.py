@@ -11,7 +11,9 @@ from pumpguard.monitor.alerts import (
     AlertBook,
     AlertChange,
     AlertError,
+    AlertNotFound,
     AlertState,
+    AlertTransitionError,
     Incident,
 )
 from pumpguard.monitor.detections import Detection
@@ -26,6 +28,7 @@ from pumpguard.monitor.export import (
     alert_to_syslog,
     frame_octet_counted,
 )
+from pumpguard.monitor.live import ActivityWatch, LiveEvent, LiveSettings, PumpActivity
 from pumpguard.monitor.ocsf import (
     OCSF_VERSION,
     OcsfClass,
@@ -35,14 +38,18 @@ from pumpguard.monitor.ocsf import (
 )
 from pumpguard.monitor.rules import GroupBy, Rule, RuleEngine, RuleError
 from pumpguard.monitor.sigma import rule_to_sigma, sigma_filename, write_sigma_rules
+from pumpguard.monitor.watch import Monitor
 
 __all__ = [
     "OCSF_VERSION",
+    "ActivityWatch",
     "Alert",
     "AlertBook",
     "AlertChange",
     "AlertError",
+    "AlertNotFound",
     "AlertState",
+    "AlertTransitionError",
     "BolusAnomaly",
     "CgmPlausibility",
     "Cusum",
@@ -51,7 +58,11 @@ __all__ = [
     "ExportError",
     "GroupBy",
     "Incident",
+    "LiveEvent",
+    "LiveSettings",
+    "Monitor",
     "OcsfClass",
+    "PumpActivity",
     "Rule",
     "RuleEngine",
     "RuleError",

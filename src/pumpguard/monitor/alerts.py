@@ -10,7 +10,7 @@ spoofs a CGM is one story, and the analyst should read it as one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -22,7 +22,9 @@ __all__ = [
     "AlertBook",
     "AlertChange",
     "AlertError",
+    "AlertNotFound",
     "AlertState",
+    "AlertTransitionError",
     "Incident",
 ]
 
@@ -45,6 +47,14 @@ _NEXT: dict[AlertState, frozenset[AlertState]] = {
 
 class AlertError(ValueError):
     """A refused alert operation: unknown id, illegal transition, missing note."""
+
+
+class AlertNotFound(AlertError):
+    """No alert or incident with that id."""
+
+
+class AlertTransitionError(AlertError):
+    """A life-cycle move the alert's state does not allow (a resolved alert stays resolved)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +106,7 @@ class Incident:
 
 
 AlertListener = Callable[[Alert], None]
+IdFactory = Callable[[], str]
 
 
 class AlertBook:
@@ -104,6 +115,10 @@ class AlertBook:
     ``listeners`` are called with every alert that is new or changed (routing to exporters,
     the dashboard); a failing listener is the listener's problem, so it is never allowed to lose
     the alert itself: the book is updated before anyone is told.
+
+    A book kept in a database is rebuilt per operation from the rows that operation can touch
+    (``restore``), with ids handed out by the database (``alert_ids``, ``incident_ids``), so the
+    same rules decide whether the alerts live in memory (the lab) or on disk (the server).
     """
 
     def __init__(
@@ -111,6 +126,8 @@ class AlertBook:
         *,
         dedup_window_ms: int = DEDUP_WINDOW_MS,
         correlation_window_ms: int = CORRELATION_WINDOW_MS,
+        alert_ids: IdFactory | None = None,
+        incident_ids: IdFactory | None = None,
     ) -> None:
         if dedup_window_ms <= 0 or correlation_window_ms <= 0:
             raise ValueError("windows must be positive")
@@ -120,6 +137,15 @@ class AlertBook:
         self._incidents: dict[str, Incident] = {}
         self._listeners: list[AlertListener] = []
         self._listener_failures = 0
+        self._alert_ids = alert_ids or (lambda: f"ALR-{len(self._alerts) + 1:06d}")
+        self._incident_ids = incident_ids or (lambda: f"INC-{len(self._incidents) + 1:06d}")
+
+    def restore(self, alerts: Iterable[Alert], incidents: Iterable[Incident]) -> None:
+        """Load alerts and incidents kept elsewhere, oldest first; listeners are not told."""
+        for alert in sorted(alerts, key=lambda a: (a.first_ms, a.alert_id)):
+            self._alerts[alert.alert_id] = alert
+        for incident in sorted(incidents, key=lambda i: (i.last_ms, i.incident_id)):
+            self._incidents[incident.incident_id] = incident
 
     def subscribe(self, listener: AlertListener) -> None:
         self._listeners.append(listener)
@@ -134,7 +160,7 @@ class AlertBook:
         try:
             return self._alerts[alert_id]
         except KeyError:
-            raise AlertError(f"no alert {alert_id!r}") from None
+            raise AlertNotFound(f"no alert {alert_id!r}") from None
 
     def incidents(self) -> tuple[Incident, ...]:
         return tuple(self._incidents.values())
@@ -143,7 +169,7 @@ class AlertBook:
         try:
             return self._incidents[incident_id]
         except KeyError:
-            raise AlertError(f"no incident {incident_id!r}") from None
+            raise AlertNotFound(f"no incident {incident_id!r}") from None
 
     def record(self, detection: Detection) -> Alert:
         """File a detection: a new alert, or one more occurrence of an open one."""
@@ -157,9 +183,8 @@ class AlertBook:
                 evidence=(existing.evidence + detection.evidence)[-MAX_EVIDENCE:],
             )
         else:
-            alert_id = f"ALR-{len(self._alerts) + 1:06d}"
             alert = Alert(
-                alert_id=alert_id,
+                alert_id=self._alert_ids(),
                 analytic_id=detection.analytic_id,
                 title=detection.title,
                 severity=detection.severity,
@@ -191,7 +216,9 @@ class AlertBook:
     def _move(self, alert_id: str, state: AlertState, actor: str, time_ms: int, note: str) -> Alert:
         alert = self.get(alert_id)
         if state not in _NEXT[alert.state]:
-            raise AlertError(f"alert {alert_id} is {alert.state}; it cannot become {state}")
+            raise AlertTransitionError(
+                f"alert {alert_id} is {alert.state}; it cannot become {state}"
+            )
         if not actor.strip():
             raise AlertError("every alert change needs the actor who made it")
         if time_ms < alert.history[-1].time_ms:
@@ -219,7 +246,7 @@ class AlertBook:
             incident = self._incidents[alert.incident_id]
         else:
             incident = self._related_incident(alert) or Incident(
-                incident_id=f"INC-{len(self._incidents) + 1:06d}",
+                incident_id=self._incident_ids(),
                 alert_ids=(),
                 severity=alert.severity,
                 first_ms=alert.first_ms,
@@ -250,7 +277,8 @@ class AlertBook:
         for incident in reversed(self._incidents.values()):
             if alert.first_ms - incident.last_ms > self._corr_ms:
                 continue
-            if not any(self._alerts[a].open for a in incident.alert_ids):
+            members = (self._alerts.get(a) for a in incident.alert_ids)
+            if not any(m is not None and m.open for m in members):
                 continue
             if (alert.device_id and alert.device_id in incident.device_ids) or (
                 alert.peer and alert.peer in incident.peers

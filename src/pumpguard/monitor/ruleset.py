@@ -6,6 +6,10 @@ cannot happen by accident (a replayed counter, a forged MAC from a paired addres
 below threshold) alerts at once; refusals that radio noise or a user's typo can cause (a bad CRC,
 a failed pairing) alert only when they repeat.
 
+Rules over ``monitor.*`` codes match findings of ``monitor.live.ActivityWatch`` on what pumps
+report (dosing against the patient's own history, programming hours, telemetry loss); the
+statistics are documented there, the rule says when the finding becomes an alert.
+
 Technique ids are from MITRE ATT&CK for ICS as published up to v17; v18 (October 2025) moved some
 ICS techniques into sub-techniques (e.g. T0856 Spoof Reporting Message -> T1692.002), which a
 later revision of this table should follow.
@@ -15,9 +19,11 @@ from __future__ import annotations
 
 from pumpguard.interop.codes import InteropEvent as H
 from pumpguard.link.codes import LinkEventCode as L
+from pumpguard.monitor.live import LiveEvent as D
 from pumpguard.monitor.rules import GroupBy, Rule
 from pumpguard.pki.events import PkiEvent as P
 from pumpguard.security_events import Component, Severity
+from pumpguard.server.errors import ServerEventCode as S
 from pumpguard.transport.codes import TransportEvent as T
 from pumpguard.updates.events import UpdateEvent as U
 
@@ -89,10 +95,10 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         title="Repeated failed pairings (possible man in the middle)",
         severity=Severity.HIGH,
         component=Component.LINK,
-        codes=frozenset({L.PAIRING_FAILED, L.PAIRING_REJECTED}),
+        codes=frozenset({L.PAIRING_FAILED}),
         rationale=(
-            "Numeric comparison fails when a man in the middle substitutes keys; a user can also "
-            "mistype once. Two failures within ten minutes warrant a look."
+            "A pairing fails when a check value does not match or the other side gives up; a "
+            "lost frame can do that once. Two failures within ten minutes warrant a look."
         ),
         technique="T0830",
         threshold=2,
@@ -104,9 +110,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         title="Malformed frames on the insulin link",
         severity=Severity.MEDIUM,
         component=Component.LINK,
-        codes=frozenset(
-            {L.FRAME_MALFORMED, L.FRAME_CRC, L.FRAME_WRONG_PROFILE, L.PDU_INVALID, L.E2E_CRC}
-        ),
+        codes=frozenset({L.FRAME_MALFORMED, L.FRAME_CRC, L.PDU_INVALID, L.E2E_CRC}),
         rationale=(
             "Radio noise corrupts the odd frame; a stream of malformed or oversized frames is "
             "fuzzing of the pump's parser, the SweynTooth pattern."
@@ -139,6 +143,36 @@ DEFAULT_RULES: tuple[Rule, ...] = (
             "the loss must reach a human, who can check for a jammer or a dead phone."
         ),
         technique="T0814",
+    ),
+    Rule(
+        rule_id="PG-LINK-009",
+        title="Cleartext (legacy) frame sent to a secure device",
+        severity=Severity.HIGH,
+        component=Component.LINK,
+        codes=frozenset({L.FRAME_WRONG_PROFILE}),
+        rationale=(
+            "A secure device only decodes frames sent to its own or its sessions' addresses, "
+            "and none of its peers speaks the legacy profile: a cleartext frame with a valid "
+            "CRC that names it is a legacy attack tool or a downgrade attempt (measured with "
+            "`pumpguard lab detect`: a forged bolus or temp basal otherwise leaves one bad MAC, "
+            "below PG-LINK-002's threshold)."
+        ),
+        technique="T0830",
+        references=("CVE-2019-10964", "CVE-2020-10627"),
+    ),
+    Rule(
+        rule_id="PG-LINK-010",
+        title="Pairing rejected at numeric comparison (possible man in the middle)",
+        severity=Severity.HIGH,
+        component=Component.LINK,
+        codes=frozenset({L.PAIRING_REJECTED}),
+        rationale=(
+            "The user rejects a pairing when the six-digit numbers on the two screens differ, "
+            "which is what a man in the middle who substituted the keys causes; a user "
+            "pressing the wrong button is the rarer case, and worth a call either way."
+        ),
+        technique="T0830",
+        references=("CVE-2022-32537",),
     ),
     Rule(
         rule_id="PG-TLS-001",
@@ -366,5 +400,190 @@ DEFAULT_RULES: tuple[Rule, ...] = (
             "key, or to publish below threshold: the two-person rule at work, or a stolen key."
         ),
         technique="T0857",
+    ),
+    Rule(
+        rule_id="PG-DOSE-001",
+        title="PCA doses unlike the patient's own history",
+        severity=Severity.HIGH,
+        component=Component.DEVICE,
+        codes=frozenset({D.BOLUS_OUTLIER, D.BOLUS_BURST}),
+        rationale=(
+            "The monitor compares every PCA dose a pump reports with the same patient's doses "
+            "of the last 14 days (robust z-score on median and MAD, and the most doses ever "
+            "given in two hours). A dose far above habit, or a run of doses no earlier day "
+            "saw, is a tampered programme or someone else pressing the button."
+        ),
+        technique="T0855",
+    ),
+    Rule(
+        rule_id="PG-DOSE-002",
+        title="Burst of soft-limit overrides on one pump",
+        severity=Severity.MEDIUM,
+        component=Component.DEVICE,
+        codes=frozenset({D.OVERRIDE_BURST}),
+        rationale=(
+            "Overriding a soft limit is legitimate and logged with a reason; more overrides in "
+            "an hour than this pump has ever had in an hour (and at least three) is a limit "
+            "being walked past repeatedly, by a confused user or by someone pushing a dose "
+            "through the drug library's guard."
+        ),
+        technique="T0836",
+    ),
+    Rule(
+        rule_id="PG-DOSE-003",
+        title="Pump programmed at an unusual hour",
+        severity=Severity.MEDIUM,
+        component=Component.DEVICE,
+        codes=frozenset({D.OFF_HOURS_PROGRAMMING}),
+        rationale=(
+            "Each pump learns the hours of the day at which it is programmed (14 days, at "
+            "least 20 programmings over 3 days); a programme entered at an hour it has never "
+            "seen, nor the hours either side, is outside the ward's routine: an outpatient "
+            "unit at night, or a remote path used when nobody watches."
+        ),
+        technique="T0836",
+    ),
+    Rule(
+        rule_id="PG-NET-001",
+        title="Repeated telemetry loss from one pump (interference or jamming)",
+        severity=Severity.MEDIUM,
+        component=Component.DEVICE,
+        codes=frozenset({D.LOSS_BURST}),
+        rationale=(
+            "A pump reports its status every few seconds; one gap is a dead zone or a pump "
+            "carried between access points, three within 30 minutes is interference or a "
+            "jammer. Pumps keep infusing their last programme, but nobody sees their alarms "
+            "remotely."
+        ),
+        technique="T0814",
+    ),
+    Rule(
+        rule_id="PG-SRV-001",
+        title="Data from a device that is not in the inventory or not admitted",
+        severity=Severity.HIGH,
+        component=Component.SERVER,
+        codes=frozenset({S.INGEST_UNKNOWN_DEVICE, S.INGEST_DEVICE_NOT_ADMITTED}),
+        rationale=(
+            "Only registered pumps in service may report; records from an unknown identity or "
+            "a decommissioned pump are a rogue or cloned device feeding the server false "
+            "reports, or a pump that escaped decommissioning."
+        ),
+        technique="T0856",
+    ),
+    Rule(
+        rule_id="PG-SRV-002",
+        title="Resent pump records with different content",
+        severity=Severity.HIGH,
+        component=Component.SERVER,
+        codes=frozenset({S.INGEST_SEQUENCE_CONFLICT}),
+        rationale=(
+            "A pump resends a record only as it first sent it; a sequence number reused with "
+            "other content is a second device with the same identity or an altered history."
+        ),
+        technique="T0856",
+    ),
+    Rule(
+        rule_id="PG-SRV-003",
+        title="Malformed records from a pump",
+        severity=Severity.MEDIUM,
+        component=Component.SERVER,
+        codes=frozenset({S.INGEST_MALFORMED}),
+        rationale=(
+            "The broker already checked the message schema, so a record the server still "
+            "refuses is rare; five from one pump in ten minutes is firmware probing the "
+            "server's parser or a broken pump that needs a look."
+        ),
+        technique="T0866",
+        threshold=5,
+        window_ms=10 * _MINUTE,
+    ),
+    Rule(
+        rule_id="PG-AUTH-001",
+        title="Repeated failed logins to the pump server",
+        severity=Severity.MEDIUM,
+        component=Component.SERVER,
+        codes=frozenset({S.LOGIN_FAILED, S.LOGIN_WHILE_LOCKED}),
+        rationale=(
+            "People mistype; five refused logins from one address within ten minutes is "
+            "password guessing (the lockout slows it, this makes it seen)."
+        ),
+        technique="T0859",
+        threshold=5,
+        window_ms=10 * _MINUTE,
+        group_by=GroupBy.PEER,
+    ),
+    Rule(
+        rule_id="PG-AUTH-002",
+        title="One-time code replayed or account locked",
+        severity=Severity.HIGH,
+        component=Component.SERVER,
+        codes=frozenset({S.TOTP_REPLAY, S.ACCOUNT_LOCKED}),
+        rationale=(
+            "A TOTP code is accepted once; seeing it again means it was observed and replayed. "
+            "A lockout means the guessing above went on long enough to trip it."
+        ),
+        technique="T0859",
+        group_by=GroupBy.ANY,
+    ),
+    Rule(
+        rule_id="PG-AUTH-003",
+        title="A session probing endpoints its role does not allow",
+        severity=Severity.MEDIUM,
+        component=Component.SERVER,
+        codes=frozenset({S.FORBIDDEN}),
+        rationale=(
+            "Least privilege makes one refused request an honest mistake; five within ten "
+            "minutes from one address is a stolen low-privilege session exploring the API."
+        ),
+        technique="T0859",
+        threshold=5,
+        window_ms=10 * _MINUTE,
+        group_by=GroupBy.PEER,
+    ),
+    Rule(
+        rule_id="PG-LIB-001",
+        title="Drug library approval by its own author (two-person rule)",
+        severity=Severity.HIGH,
+        component=Component.SERVER,
+        codes=frozenset({S.LIBRARY_SELF_APPROVAL}),
+        rationale=(
+            "A library version is approved only by a pharmacy approver who did not draft, edit "
+            "or submit it. An author trying to approve it has, or was given, an approver account "
+            "and is trying to push dosing limits past the second pair of eyes: the insider path "
+            "around the control that keeps a tampered library off the pumps."
+        ),
+        technique="T0836",
+        group_by=GroupBy.ANY,
+        references=("CVE-2023-30562",),
+    ),
+    Rule(
+        rule_id="PG-LIB-002",
+        title="Approval of a drug library older than the approved one (rollback)",
+        severity=Severity.MEDIUM,
+        component=Component.SERVER,
+        codes=frozenset({S.LIBRARY_STALE_APPROVAL}),
+        rationale=(
+            "Approving a version numbered below the newest approved one would send pumps back "
+            "to older limits; pumps refuse it anyway, so it is either a stale draft approved by "
+            "mistake or an attempt to restore limits that were deliberately tightened."
+        ),
+        technique="T0836",
+        group_by=GroupBy.ANY,
+    ),
+    Rule(
+        rule_id="PG-LIB-003",
+        title="Repeated attempts to change frozen drug library versions",
+        severity=Severity.MEDIUM,
+        component=Component.SERVER,
+        codes=frozenset({S.LIBRARY_NOT_EDITABLE}),
+        rationale=(
+            "Approved and rejected versions never change and submitted ones wait for a "
+            "decision; the tools do not offer such edits, so one is a stale screen, three in "
+            "ten minutes is someone working the API to alter a library after its review."
+        ),
+        technique="T0836",
+        threshold=3,
+        window_ms=10 * _MINUTE,
+        group_by=GroupBy.ANY,
     ),
 )

@@ -3,7 +3,9 @@ the audit key and (for onboarding) the certificate authority."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -14,6 +16,9 @@ from pumpguard.server.certificates import DeviceCertificates
 from pumpguard.server.config import ServerSettings
 from pumpguard.server.errors import ServerEventCode
 from pumpguard.server.sealing import Sealer
+
+if TYPE_CHECKING:
+    from pumpguard.server.library_authoring import ApprovedLibrary
 
 __all__ = ["ServerContext"]
 
@@ -27,6 +32,9 @@ class ServerContext:
     settings: ServerSettings = field(default_factory=ServerSettings)
     audit_key: CheckpointKey | None = None
     certificates: DeviceCertificates | None = None
+    on_library_approved: tuple[Callable[[Session, ApprovedLibrary], None], ...] = ()
+    """Called, in order and inside the approval's transaction, when a drug library version is
+    approved (see ``library_authoring.LibraryApprovalHook``): where distribution signs it."""
 
     def sealer(self) -> Sealer:
         """Seals and opens the secrets stored in the database (needs the audit key)."""

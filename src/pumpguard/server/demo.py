@@ -40,8 +40,10 @@ from pumpguard.devices.infusion import (
 )
 from pumpguard.pki import CertKind, PeerIdentity
 from pumpguard.server.authz import Role
+from pumpguard.server.bedside import bedside_nurse
 from pumpguard.server.device_runtime import SeqReservation, SimulatedPump, mqtt_connector
 from pumpguard.server.errors import AlreadyExists
+from pumpguard.server.library_distribution import publish_demo_library, pump_update_agent
 from pumpguard.server.users import NewUserCredentials, UserService
 
 if TYPE_CHECKING:
@@ -222,6 +224,7 @@ async def start_demo_ward(stack: Stack) -> DemoWard:
         encoding="utf-8",
     )
     ward = DemoWard(beds, library, roster, DEMO_ADMIN, admin)
+    await publish_demo_library(stack, EXAMPLE_LIBRARY.read_bytes())
     clock = SystemClock()
     host = stack.local_address
     for bed in beds:
@@ -241,13 +244,25 @@ async def start_demo_ward(stack: Stack) -> DemoWard:
             library=library,
             care_area=bed.care_area,
             seq=SeqReservation(directory / "outbox-seq"),
-            workload=ward_workload(bed) if bed.busy else None,
+            workload=_workload(stack, bed),
+            updates=pump_update_agent(stack, bed.pump, directory),
         )
         ward.pumps.append(pump)
         ward.tasks.append(asyncio.ensure_future(pump.run()))
+    if stack.ehr is not None:
+        for bed in beds:
+            stack.ehr.associate(bed.pump, bed.mrn)
     stack.on_stop(ward.stop)
     stack.demo = ward
     return ward
+
+
+def _workload(stack: Stack, bed: WardBed) -> Callable[[SimulatedPump], None] | None:
+    """The ward's nurse, and with an EHR interface the nurse who answers orders at the pump."""
+    ward = ward_workload(bed) if bed.busy else None
+    if stack.config.ehr is None:
+        return ward
+    return bedside_nurse(stack.config.ehr.nurse, ward)
 
 
 def _create_admin(stack: Stack) -> NewUserCredentials | None:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from pumpguard.clinical import DrugLibrary, PumpKind
+from pumpguard.clinical import Concentration, DrugLibrary, PumpKind, parse_amount_unit
 from pumpguard.clock import Clock
 from pumpguard.devices.infusion import (
     CommandResult,
@@ -37,7 +37,14 @@ from pumpguard.devices.infusion import (
     SetCareArea,
 )
 from pumpguard.pki import PeerIdentity, client_tls_context
-from pumpguard.security_events import SecurityEventSink
+from pumpguard.security_events import SecurityEvent, SecurityEventSink
+from pumpguard.server.update_agent import (
+    FIRMWARE_PRODUCT,
+    PumpUpdateAgent,
+    firmware_version_text,
+    forward_to_server,
+    report_fields,
+)
 from pumpguard.transport import (
     AckOutcome,
     CommandAction,
@@ -49,7 +56,9 @@ from pumpguard.transport import (
     MessageHandler,
     MqttClient,
     Outbox,
+    OutboxFullError,
     ProgrammeSummary,
+    SecurityReport,
     Session,
     StatusMessage,
 )
@@ -63,7 +72,8 @@ __all__ = [
     "mqtt_connector",
 ]
 
-FIRMWARE_VERSION = "pumpguard-sim 1.0"
+FIRMWARE_VERSION = firmware_version_text(FIRMWARE_PRODUCT, 1)
+"""The factory firmware a pump reports (one with an update agent reports its running slot)."""
 _TICK_S = 1.0
 _SEQ_BLOCK = 1000
 _TEXT_LIMIT = 200
@@ -176,9 +186,11 @@ class SimulatedPump:
         retry_s: float = 1.0,
         max_retry_s: float = 60.0,
         rng: random.Random | None = None,
+        updates: PumpUpdateAgent | None = None,
     ) -> None:
         self.ident = ident
         self.clock = clock
+        self.events = events
         self.firmware = InfusionPump(kind, clock, serial=ident, library=library)
         self.rng = rng or random.Random(ident)
         self._care_area = care_area
@@ -200,6 +212,12 @@ class SimulatedPump:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.workload_state: dict[str, int] = {}
+        self.pending_order: str | None = None
+        """The order id of a programme pre-filled from the network, until answered."""
+        self.pending_programme: ContinuousProgramme | None = None
+        self.updates = updates
+        if updates is not None:
+            updates.bind(forward_to_server(self._report_security_event, events))
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -235,6 +253,8 @@ class SimulatedPump:
         if self._workload is not None:
             self._workload(self)
         self.firmware.tick()
+        if self.updates is not None:
+            self.updates.tick(self.firmware)
         self.forward_events()
         now = self.clock.now_ms()
         if self._last_status_ms is None or now - self._last_status_ms >= self._status_every_ms:
@@ -246,6 +266,7 @@ class SimulatedPump:
 
     def send_status(self) -> None:
         display = self.firmware.display()
+        running = display.programmes[0] if display.programmes else None
         programme = None
         if display.drug is not None or display.state.value in ("infusing", "paused", "kvo"):
             programme = ProgrammeSummary(
@@ -256,6 +277,7 @@ class SimulatedPump:
                 vtbi_remaining_ml=(display.vtbi_remaining_ml or Decimal(0)).quantize(
                     Decimal("0.0001")
                 ),
+                library_version=None if running is None else str(running.library_version),
             )
         self.link.put(
             StatusMessage,
@@ -265,12 +287,19 @@ class SimulatedPump:
             battery_percent=max(0, min(100, display.battery_percent)),
             on_mains=self.firmware.battery.mains,
             active_alarms=tuple(a.value for a in display.alarms)[:32],
-            firmware_version=FIRMWARE_VERSION,
+            firmware_version=(
+                FIRMWARE_VERSION if self.updates is None else self.updates.firmware_version
+            ),
             library_version=(
                 None if display.library_version is None else str(display.library_version)
             ),
         )
         self._last_status_ms = self.clock.now_ms()
+
+    def _report_security_event(self, event: SecurityEvent) -> None:
+        """What the pump refused reaches the server too (buffered while offline)."""
+        with contextlib.suppress(OutboxFullError):
+            self.link.put(SecurityReport, **report_fields(event))
 
     def forward_events(self) -> None:
         for entry in self.firmware.log.since(self._forwarded):
@@ -283,6 +312,8 @@ class SimulatedPump:
                 attributes=self._attributes(entry),
             )
             self._forwarded = entry.seq
+        if self.pending_order is not None and not self.firmware.awaiting_confirmation:
+            self.pending_order = self.pending_programme = None
 
     def _attributes(self, entry: LogEntry) -> dict[str, str]:
         attributes = {"source": entry.source.value}
@@ -292,6 +323,8 @@ class SimulatedPump:
         if after is not None:
             attributes["state"] = after.state
             attributes["rate_ml_h"] = f"{after.rate_ml_h:f}"
+            attributes["volume_infused_ml"] = f"{after.volume_infused_ml:f}"
+            attributes["vtbi_remaining_ml"] = f"{after.vtbi_remaining_ml:f}"
             drug = _text(after.drug)
             if drug is not None:
                 attributes["drug"] = drug
@@ -300,6 +333,20 @@ class SimulatedPump:
             if patient is not None:
                 attributes["patient_id"] = patient
                 break
+        order: str | None
+        if entry.mdc_code is None and self.pending_order is not None:
+            order = self.pending_order
+        else:
+            order = next(
+                (
+                    r.programme.order_id
+                    for r in self.firmware.running_programmes()
+                    if r.programme.order_id
+                ),
+                None,
+            )
+        if _text(order) is not None:
+            attributes["order_id"] = str(_text(order))
         return attributes
 
     # -- commands -------------------------------------------------------------------------
@@ -315,6 +362,10 @@ class SimulatedPump:
             outcome = _outcome(self.firmware.handle(Resume(CommandSource.REMOTE)))
         elif action is CommandAction.PREFILL_ORDER:
             outcome = self._prefill(dict(command.parameters))
+        elif action is CommandAction.INSTALL_LIBRARY and self.updates is not None:
+            outcome = await self.updates.install(command, self.firmware)
+        elif action is CommandAction.INSTALL_FIRMWARE and self.updates is not None:
+            outcome = await self.updates.install_firmware(command, self.firmware)
         else:
             return CommandOutcome(
                 AckOutcome.REJECTED, f"{action.value} is not supported by this pump yet"
@@ -332,16 +383,30 @@ class SimulatedPump:
             dose = _decimal(parameters, "dose")
             vtbi = _decimal(parameters, "vtbi_ml")
             weight = _decimal(parameters, "weight_kg", required=False)
-        except ValueError as exc:
+            concentration = None
+            amount = _decimal(parameters, "conc_amount", required=False)
+            if amount is not None:
+                volume = _decimal(parameters, "conc_volume_ml")
+                assert volume is not None
+                amount_unit = parse_amount_unit(parameters.get("conc_unit") or "")
+                concentration = Concentration(amount, amount_unit, volume)
+        except ValueError as exc:  # UnitError and DosingError too
             return CommandOutcome(AckOutcome.REJECTED, str(exc))
         assert dose is not None and vtbi is not None
+        order_id = _text(parameters.get("order_id"))
         programme = ContinuousProgramme(
             drug,
             dose,
             unit,
             vtbi,
             weight_kg=weight,
-            order_id=_text(parameters.get("order_id")),
+            concentration=concentration,
+            care_area=_text(parameters.get("care_area")),
+            order_id=order_id,
             patient_id=_text(parameters.get("patient_id")),
         )
-        return _outcome(self.firmware.handle(Program(programme, CommandSource.REMOTE)))
+        source = CommandSource.AUTO_PROGRAMME if order_id else CommandSource.REMOTE
+        result = self.firmware.handle(Program(programme, source))
+        if result.accepted:
+            self.pending_order, self.pending_programme = order_id, programme
+        return _outcome(result)

@@ -40,6 +40,9 @@ class ServerEventCode(StrEnum):
     INGEST_SEQUENCE_CONFLICT = "server.ingest.sequence_conflict"
     ILLEGAL_TRANSITION = "server.asset.illegal_transition"
     SEALED_SECRET_BROKEN = "server.store.sealed_secret_broken"
+    LIBRARY_SELF_APPROVAL = "server.library.self_approval"
+    LIBRARY_NOT_EDITABLE = "server.library.not_editable"
+    LIBRARY_STALE_APPROVAL = "server.library.stale_approval"
 
 
 class ServerError(Exception):

@@ -67,12 +67,15 @@ class RejectedRecord:
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
-    """``accepted`` were stored now; ``duplicates`` were already stored (identical or not)."""
+    """``accepted`` were stored now; ``duplicates`` were already stored (identical or not).
+    ``stored`` are the records stored now, in (device, seq) order: what live detection sees,
+    so a resent copy is never judged twice."""
 
     accepted: int
     duplicates: int
     conflicts: int
     rejected: tuple[RejectedRecord, ...]
+    stored: tuple[EventRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +301,7 @@ class IngestService:
             duplicates=len(resent) + in_batch_duplicates,
             conflicts=conflicts + in_batch_conflicts,
             rejected=tuple(rejected),
+            stored=tuple(unique[k] for k in sorted(inserted)),
         )
 
     def _check_resent(self, resent: list[EventRecord]) -> int:

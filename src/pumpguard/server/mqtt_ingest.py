@@ -12,11 +12,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from pumpguard.server.ingest import STATUS_KIND, EventRecord
-from pumpguard.transport import CommandAck, DeviceEvent, DeviceMessage, StatusMessage
+from pumpguard.transport import (
+    CommandAck,
+    DeviceEvent,
+    DeviceMessage,
+    SecurityReport,
+    StatusMessage,
+)
 
-__all__ = ["COMMAND_ACK_KIND", "records_from_messages", "to_record"]
+__all__ = ["COMMAND_ACK_KIND", "SECURITY_EVENT_KIND", "records_from_messages", "to_record"]
 
 COMMAND_ACK_KIND = "command-ack"
+SECURITY_EVENT_KIND = "security-event"
 
 
 def _programme(message: StatusMessage) -> str | None:
@@ -28,6 +35,8 @@ def _programme(message: StatusMessage) -> str | None:
         f"{what}: {programme.rate_ml_h} mL/h, {programme.volume_infused_ml} mL infused, "
         f"{programme.vtbi_remaining_ml} mL to go"
     )
+    if programme.library_version is not None:
+        text += f", checked against library v{programme.library_version}"
     return text[:255]
 
 
@@ -57,6 +66,16 @@ def to_record(message: DeviceMessage) -> EventRecord:
         if message.err_code is not None:
             body["err_code"] = message.err_code
         kind = COMMAND_ACK_KIND
+    elif isinstance(message, SecurityReport):
+        body = {
+            "occurred_at_ms": message.occurred_at_ms,
+            "component": message.component.value,
+            "code": message.code,
+            "severity": int(message.severity),
+            "message": message.message,
+            "attributes": dict(message.attributes),
+        }
+        kind = SECURITY_EVENT_KIND
     else:  # pragma: no cover - DeviceMessage is a closed union
         raise TypeError(f"not a device message: {type(message).__name__}")
     return EventRecord(message.device_id, message.seq, message.sent_at_ms, kind, body)

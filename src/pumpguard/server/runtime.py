@@ -5,7 +5,9 @@ one asyncio loop, over one data directory.
 and opens what a restart finds, so stopping and starting again keeps every user, asset and
 event. Security events of the broker, the server services and the CA all go to one sink, the
 data directory's ``security-events.jsonl``, and through the monitor's default rules, whose
-alerts are appended to ``alerts.jsonl``.
+alerts are kept in the database (``AlertStore``) and forwarded to the destinations of
+``monitoring.toml`` and ``up``'s flags; pump records stored for the first time also pass the
+monitor's live detection (``LiveDetection``).
 
 The pump server reaches the broker as an MQTT client with its own certificate (a server
 certificate issued with clientAuth), so the broker enforces the same ACL on it as on pumps.
@@ -18,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
 import os
+import queue
 import re
 import secrets
 import socket
@@ -34,9 +36,10 @@ from typing import Any
 
 import uvicorn
 from cryptography import x509
+from fastapi import FastAPI
 
 from pumpguard.clock import SystemClock
-from pumpguard.monitor import Alert, AlertBook, Detection, RuleEngine
+from pumpguard.monitor import Detection, RuleEngine
 from pumpguard.monitor.ruleset import DEFAULT_RULES
 from pumpguard.pki import (
     CRL_FILE,
@@ -53,6 +56,14 @@ from pumpguard.pki import (
     store_passphrase,
 )
 from pumpguard.security_events import JsonLinesEventFile, SecurityEvent, SecurityEventSink
+from pumpguard.server.alert_export import (
+    CURSOR_FILE,
+    MONITORING_FILE,
+    AlertForwarder,
+    ExportConfigError,
+    MonitoringConfig,
+)
+from pumpguard.server.alert_store import AlertStore
 from pumpguard.server.api import create_app
 from pumpguard.server.assets import AssetKind, AssetService
 from pumpguard.server.audit import AuditAction
@@ -65,12 +76,20 @@ from pumpguard.server.datadir import (
     pki_dir,
 )
 from pumpguard.server.demo import DemoWard, start_demo_ward
+from pumpguard.server.ehr_gateway import ORDERS_CLIENT_ID, EhrGateway, EhrSettings
 from pumpguard.server.errors import AlreadyExists, NotFound
 from pumpguard.server.ingest import IngestService
+from pumpguard.server.library_distribution import (
+    DistributionError,
+    LibraryDistribution,
+    start_distribution,
+)
 from pumpguard.server.lifecycle import ADMITTED_STATES, AssetState
+from pumpguard.server.live_detection import LiveDetection
 from pumpguard.server.mqtt_ingest import records_from_messages
 from pumpguard.server.pki_adapter import PkiDeviceCertificates
 from pumpguard.server.store import Store
+from pumpguard.server.update_agent import UPDATE_ROOT_FILE
 from pumpguard.transport import (
     Broker,
     CommandAction,
@@ -85,7 +104,6 @@ from pumpguard.transport import (
 )
 
 __all__ = [
-    "ALERTS_FILE",
     "INGEST_CLIENT_ID",
     "LISTENER_ID",
     "IngestCounts",
@@ -96,12 +114,12 @@ __all__ = [
 
 LISTENER_ID = "pumpguard-server"
 INGEST_CLIENT_ID = "pumpguard-ingest"
-ALERTS_FILE = "alerts.jsonl"
 _SERVER_DIR = "server"
 _PROVISIONED_DIR = "devices"
 _RENEW_BEFORE = timedelta(days=30)
 _CRL_REFRESH = timedelta(days=1)
 _CRL_POLL_S = 2.0
+_ALERT_POLL_S = 0.25
 _ACTOR = "pumpguard-up"
 _log = logging.getLogger(__name__)
 
@@ -116,11 +134,18 @@ class StackConfig:
     host: str = "127.0.0.1"
     http_port: int = 8443  # 0 = pick a free port
     mqtt_port: int = 8883  # 0 = pick a free port
+    updates_port: int = 8444  # 0 = pick a free port; pumps fetch updates here with mTLS
+    updates_passphrase_file: Path | None = None
     database_url: str | None = None  # None -> PUMPGUARD_DATABASE_URL, else sqlite in data_dir
     demo: bool = False
     ca_passphrase_file: Path | None = None
     audit_passphrase_file: Path | None = None
     settings: ServerSettings = field(default_factory=ServerSettings)
+    ehr: EhrSettings | None = None  # the MLLP/TLS order listener and EHR endpoint
+    monitoring: MonitoringConfig | None = None  # None -> DATA_DIR/monitoring.toml
+    app_hooks: tuple[Callable[[FastAPI], None], ...] = ()
+    """Called with the HTTPS app before it serves: how a higher layer (the dashboard) adds
+    its routes without this layer importing it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,33 +176,6 @@ class _FanOut:
                     sink.emit(event)
                 except Exception:
                     _log.exception("a security event consumer failed on %s", event.code)
-
-
-class _AlertFile:
-    """Appends each new or changed alert to ``alerts.jsonl`` (the book itself lives in memory
-    until the monitoring issue gives alerts a store)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __call__(self, alert: Alert) -> None:
-        record = {
-            "alert_id": alert.alert_id,
-            "analytic_id": alert.analytic_id,
-            "title": alert.title,
-            "severity": int(alert.severity),
-            "state": str(alert.state),
-            "count": alert.count,
-            "first_ms": alert.first_ms,
-            "last_ms": alert.last_ms,
-            "device_id": alert.device_id,
-            "peer": alert.peer,
-            "technique": alert.technique,
-            "incident_id": alert.incident_id,
-            "message": alert.message,
-        }
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, sort_keys=True) + "\n")
 
 
 class _Server(uvicorn.Server):
@@ -340,7 +338,14 @@ class Stack:
         self._stopped = False
         self._on_stop: list[Callable[[], Any]] = []
         self.demo: DemoWard | None = None
+        self.ehr: EhrGateway | None = None
         self.tls_contexts: dict[str, ssl.SSLContext] = {}
+        self.distribution: LibraryDistribution | None = None
+        self.updates_port = 0
+        self._detections: queue.SimpleQueue[Detection] = queue.SimpleQueue()
+        self._alerts_lock = threading.Lock()
+        self._live: LiveDetection | None = None
+        self.forwarder: AlertForwarder | None = None
 
     @property
     def local_address(self) -> str:
@@ -357,15 +362,21 @@ class Stack:
             data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise StackError(f"cannot create the data directory {data_dir}: {exc}") from None
+        try:
+            monitoring = config.monitoring or MonitoringConfig.load(
+                data_dir / MONITORING_FILE, data_dir
+            )
+        except ExportConfigError as exc:
+            raise StackError(str(exc)) from None
         events_file = JsonLinesEventFile(data_dir / SECURITY_EVENTS_FILE)
-        book = AlertBook()
-        book.subscribe(_AlertFile(data_dir / ALERTS_FILE))
-
-        def detected(detection: Detection) -> None:
-            book.record(detection)
-
-        events = _FanOut([events_file, RuleEngine(DEFAULT_RULES, detected)])
+        detections: queue.SimpleQueue[Detection] = queue.SimpleQueue()
+        events = _FanOut([events_file, RuleEngine(DEFAULT_RULES, detections.put)])
         stack = await asyncio.to_thread(cls._open, config, events)
+        stack._detections = detections
+        stack._live = LiveDetection(events, monitoring.live)
+        stack.forwarder = AlertForwarder(
+            monitoring, data_dir / CURSOR_FILE, hostname=socket.gethostname()
+        )
         try:
             await stack._start_services()
         except BaseException:
@@ -415,6 +426,8 @@ class Stack:
             server_dir = data_dir / _SERVER_DIR
             _ensure_credential(ca, server_dir / "listener", LISTENER_ID, names)
             _ensure_credential(ca, server_dir / "ingest", INGEST_CLIENT_ID, also_client=True)
+            if config.ehr is not None:
+                _ensure_credential(ca, server_dir / "orders", ORDERS_CLIENT_ID, also_client=True)
             if _crl_expires_soon(ca.directory / CRL_FILE):
                 ca.publish_crl()
         except PkiError as exc:
@@ -472,12 +485,22 @@ class Stack:
                 "events for why)"
             ) from None
 
+        try:
+            self.distribution = await start_distribution(self, listener, crl)
+        except DistributionError as exc:
+            raise StackError(str(exc)) from None
+        self.updates_port = self.distribution.listener.port
+
         https_tls = server_tls_context(listener, require_client_cert=False)
         self.tls_contexts["https"] = https_tls
         sock = _bind(config.host, config.http_port, "HTTPS")
         self.http_port = int(sock.getsockname()[1])
+        app = create_app(self.store)
+        app.state.distribution = self.distribution
+        for hook in config.app_hooks:
+            hook(app)
         http_config = uvicorn.Config(
-            create_app(self.store),
+            app,
             ssl_context_factory=lambda _config, _default: https_tls,
             log_config=None,
             access_log=False,
@@ -492,6 +515,17 @@ class Stack:
                 raise StackError("the HTTPS server stopped while starting")
             await asyncio.sleep(0.02)
         self._spawn(self._watch_crl(), "crl")
+        await asyncio.to_thread(self._start_monitoring)
+        self._spawn(self._keep_alerts(), "alerts")
+        if config.ehr is not None:
+            self.ehr = EhrGateway(self, config.ehr, self.data_dir / _SERVER_DIR / "orders")
+            try:
+                await self.ehr.start(config.host, listener, crl)
+            except OSError as exc:
+                raise StackError(
+                    f"cannot listen for MLLP on {config.host}:{config.ehr.mllp_port}: "
+                    f"{exc.strerror}"
+                ) from None
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.append(asyncio.ensure_future(coro))
@@ -501,6 +535,30 @@ class Stack:
         """Run ``callback`` (a coroutine function or plain function) first when stopping: the
         demo's pumps stop before the broker they talk to."""
         self._on_stop.append(callback)
+
+    async def stop_broker(self) -> None:
+        """Stop the MQTT broker alone: every session ends (pumps and the ingest link) and new
+        connections are refused while the rest of the server runs on. Fault injection
+        (``pumpguard bench faults``); ``start_broker`` brings it back."""
+        broker, self.broker = self.broker, None
+        if broker is not None:
+            await broker.stop()
+
+    async def start_broker(self) -> None:
+        """Start a fresh broker on the port the stopped one had; pumps and the ingest link
+        reconnect on their own."""
+        if self.broker is not None:
+            return
+        broker = Broker(
+            self.tls_contexts["mqtt"], self.events, host=self.config.host, port=self.mqtt_port
+        )
+        try:
+            await broker.start()
+        except OSError as exc:
+            raise StackError(
+                f"cannot listen for MQTT on {self.config.host}:{self.mqtt_port}: {exc.strerror}"
+            ) from None
+        self.broker = broker
 
     async def stop(self) -> None:
         """Stop the pumps of the demo, the HTTPS server, the ingest loop (after its last
@@ -513,6 +571,8 @@ class Stack:
             if asyncio.iscoroutine(result):
                 with contextlib.suppress(Exception):
                     await result
+        if self.ehr is not None:
+            await self.ehr.stop()
         if self._http is not None:
             self._http.should_exit = True
         if self.server_link is not None:
@@ -525,7 +585,57 @@ class Stack:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await asyncio.to_thread(self._final_alerts)
         await asyncio.to_thread(self._close_store)
+
+    # -- alerts ---------------------------------------------------------------------------
+
+    def _start_monitoring(self) -> None:
+        if self._live is not None:
+            self._live.warm_up(self.store, self.store.ctx.clock.now_ms())
+        if self.forwarder is not None:
+            with self.store.transaction() as session:
+                self.forwarder.start_at(AlertStore(session, self.store.ctx).last_change())
+
+    def flush_alerts(self) -> int:
+        """Store the detections made since the last call as alerts (de-duplicated and correlated
+        by ``AlertStore``); returns how many. Rules run inside whatever emitted the event, often
+        inside a transaction, so detections are queued and stored here, in their own."""
+        with self._alerts_lock:
+            pending: list[Detection] = []
+            while True:
+                try:
+                    pending.append(self._detections.get_nowait())
+                except queue.Empty:
+                    break
+            if pending:
+                with self.store.transaction() as session:
+                    alerts = AlertStore(session, self.store.ctx)
+                    for detection in pending:
+                        alerts.record(detection)
+            return len(pending)
+
+    def forward_alerts(self) -> int:
+        """One export pass (see ``AlertForwarder``); returns the alert states delivered."""
+        if self.forwarder is None:
+            return 0
+        return self.forwarder.forward(self.store)
+
+    async def _keep_alerts(self) -> None:
+        while True:
+            await asyncio.sleep(_ALERT_POLL_S)
+            try:
+                await asyncio.to_thread(self.flush_alerts)
+                await asyncio.to_thread(self.forward_alerts)
+            except Exception:
+                _log.exception("could not store or forward alerts")
+
+    def _final_alerts(self) -> None:
+        try:
+            self.flush_alerts()
+            self.forward_alerts()
+        except Exception:
+            _log.exception("could not store or forward the last alerts")
 
     def _close_store(self) -> None:
         """Sign the audit head so that a later ``audit verify`` anchors this run's entries."""
@@ -554,9 +664,15 @@ class Stack:
         def commit() -> tuple[int, int, int]:
             with self.store.transaction() as session:
                 result = IngestService(session, self.store.ctx).ingest(records)
+            if self._live is not None and result.stored:
+                self._live.observe(result.stored, self.store.ctx.clock.now_ms())
             return result.accepted, result.duplicates, len(result.rejected)
 
         stored, duplicates, refused = await asyncio.to_thread(commit)
+        if self.ehr is not None:
+            self.ehr.on_batch(messages)
+        if self.distribution is not None:
+            self.distribution.observe(messages)
         counts = self._counts
         self._counts = IngestCounts(
             stored=counts.stored + stored,
@@ -615,6 +731,9 @@ class Stack:
             with os.fdopen(fd, "w", encoding="ascii") as handle:
                 handle.write(text)
             os.chmod(path, mode)
+        if self.distribution is not None:
+            root = self.distribution.repository.trusted_root()
+            (target / UPDATE_ROOT_FILE).write_bytes(root)
         return target
 
     def _reusable(self, directory: Path, ident: str) -> bool:
@@ -686,6 +805,8 @@ class Stack:
         ``crl.pem`` changes, e.g. after ``pumpguard pki revoke`` in another process)."""
         crl = self.ca.directory / CRL_FILE
         self._crl_mtime = crl.stat().st_mtime
+        if self.ehr is not None:
+            self.ehr.apply_crl(crl)
         if self.broker is None:
             return []
         return self.broker.apply_crl(crl)
@@ -716,11 +837,13 @@ class Stack:
         return {
             "https": f"https://{shown}:{self.http_port}/api/v1/docs",
             "mqtt": f"mqtts://{shown}:{self.mqtt_port}",
+            "updates": f"https://{shown}:{self.updates_port}/",
             "data": str(self.data_dir.resolve()),
             "database": url,
             "ca": str(self.ca.directory.resolve() / "ca.pem"),
             "security_events": str((self.data_dir / SECURITY_EVENTS_FILE).resolve()),
-            "alerts": str((self.data_dir / ALERTS_FILE).resolve()),
+            "alerts": "`pumpguard alerts list`, GET /api/v1/alerts; exported to "
+            + (", ".join(self.forwarder.destinations if self.forwarder else ()) or "nowhere"),
         }
 
     def counts_dict(self) -> dict[str, int]:

@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from pumpguard.devices.infusion import EventKind, PumpState
+from pumpguard.security_events import Component, Severity
 from pumpguard.transport.topics import Channel
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "MessageErrorCode",
     "MessageKind",
     "ProgrammeSummary",
+    "SecurityReport",
     "StatusMessage",
     "channel_for",
     "decode_message",
@@ -88,6 +90,7 @@ class MessageKind(StrEnum):
     EVENT = "event"
     COMMAND = "command"
     COMMAND_ACK = "command-ack"
+    SECURITY_EVENT = "security-event"
 
 
 class _Model(BaseModel):
@@ -109,6 +112,8 @@ class ProgrammeSummary(_Model):
     rate_ml_h: ExactDecimal
     volume_infused_ml: ExactDecimal
     vtbi_remaining_ml: ExactDecimal
+    library_version: Version | None = None
+    """The drug library version this programme was checked against (it keeps it until it ends)."""
 
 
 class StatusMessage(_DeviceMessage):
@@ -138,6 +143,24 @@ class DeviceEvent(_DeviceMessage):
     )
 
 
+EventCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(?:\.[a-z0-9_-]+){1,5}$")]
+
+
+class SecurityReport(_DeviceMessage):
+    """A security event the device observed itself (an update it refused, a TLS failure),
+    on the ``events`` channel: the server re-emits it with the publisher's certificate id."""
+
+    kind: Literal[MessageKind.SECURITY_EVENT] = MessageKind.SECURITY_EVENT
+    occurred_at_ms: Millis
+    component: Component
+    code: Annotated[EventCode, StringConstraints(max_length=64)]
+    severity: Severity
+    message: ShortText
+    attributes: Annotated[dict[Ident, ShortText], Field(max_length=32)] = Field(
+        default_factory=dict
+    )
+
+
 class AckOutcome(StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
@@ -161,6 +184,7 @@ class CommandAction(StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     INSTALL_LIBRARY = "install-library"
+    INSTALL_FIRMWARE = "install-firmware"
 
 
 class CommandMessage(_Model):
@@ -178,20 +202,22 @@ class CommandMessage(_Model):
     expires_at_ms: Millis | None = None
 
 
-DeviceMessage = StatusMessage | DeviceEvent | CommandAck
-Message = StatusMessage | DeviceEvent | CommandAck | CommandMessage
+DeviceMessage = StatusMessage | DeviceEvent | CommandAck | SecurityReport
+Message = StatusMessage | DeviceEvent | CommandAck | SecurityReport | CommandMessage
 
 _BY_KIND: dict[str, type[BaseModel]] = {
     MessageKind.STATUS: StatusMessage,
     MessageKind.EVENT: DeviceEvent,
     MessageKind.COMMAND_ACK: CommandAck,
     MessageKind.COMMAND: CommandMessage,
+    MessageKind.SECURITY_EVENT: SecurityReport,
 }
 _CHANNELS: dict[MessageKind, Channel] = {
     MessageKind.STATUS: Channel.TELEMETRY,
     MessageKind.EVENT: Channel.EVENTS,
     MessageKind.COMMAND_ACK: Channel.ACKS,
     MessageKind.COMMAND: Channel.COMMANDS,
+    MessageKind.SECURITY_EVENT: Channel.EVENTS,
 }
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {k: TypeAdapter(m) for k, m in _BY_KIND.items()}
 

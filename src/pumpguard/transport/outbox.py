@@ -25,6 +25,7 @@ from pumpguard.transport.messages import (
     CommandAck,
     DeviceEvent,
     DeviceMessage,
+    SecurityReport,
     StatusMessage,
     channel_for,
     encode_message,
@@ -34,7 +35,7 @@ from pumpguard.transport.topics import device_topic
 
 __all__ = ["Deduplicator", "FlushResult", "Outbox", "OutboxFullError", "Refused"]
 
-M = TypeVar("M", StatusMessage, DeviceEvent, CommandAck)
+M = TypeVar("M", StatusMessage, DeviceEvent, CommandAck, SecurityReport)
 
 # Reason codes that will not change by sending the same bytes again: the message is set
 # aside (kept, visible) instead of blocking everything queued behind it.

@@ -371,6 +371,16 @@ class UpdateRepository:
         ]
         return tuple(sorted(found, key=lambda t: (t.name, t.version)))
 
+    def expires_ms(self, role: SigningRole) -> int:
+        """When the published metadata of a top-level online role expires (ms since epoch)."""
+        if role is SigningRole.TIMESTAMP:
+            signed: Signed = _load(self.metadata_dir / "timestamp.json", Timestamp).signed
+        elif role is SigningRole.SNAPSHOT:
+            signed = self._snapshot().signed
+        else:
+            raise RepositoryStateError(f"{role.value} is not an online role")
+        return int(signed.expires.timestamp() * 1000)
+
     def pending(self, kind: UpdateKind) -> PendingRelease | None:
         staged = self._staging_metadata(kind)
         if staged is None:

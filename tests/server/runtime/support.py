@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,8 +14,9 @@ from tests.server.conftest import TEST_ARGON2, PostgresDatabase, require_postgre
 from pumpguard.pki import PeerIdentity, client_tls_context, read_credential
 from pumpguard.security_events import JsonLinesEventFile, SecurityEvent
 from pumpguard.server import SECURITY_EVENTS_FILE, ServerSettings
+from pumpguard.server.alert_store import AlertQuery, AlertStore
 from pumpguard.server.models import PumpEventRow
-from pumpguard.server.runtime import ALERTS_FILE, Stack, StackConfig
+from pumpguard.server.runtime import Stack, StackConfig
 from pumpguard.transport import MqttClient
 
 T = TypeVar("T")
@@ -47,7 +47,12 @@ def run(coro: Coroutine[Any, Any, T], timeout_s: float = 60.0) -> T:
 
 
 def config(data_dir: Path, database_url: str | None, **changes: Any) -> StackConfig:
-    fields: dict[str, Any] = {"http_port": 0, "mqtt_port": 0, "settings": CHEAP_SETTINGS}
+    fields: dict[str, Any] = {
+        "http_port": 0,
+        "mqtt_port": 0,
+        "updates_port": 0,
+        "settings": CHEAP_SETTINGS,
+    }
     fields.update(changes)
     return StackConfig(data_dir=data_dir, database_url=database_url, **fields)
 
@@ -88,11 +93,11 @@ async def wait_for_event(stack: Stack, code: str, **match: str) -> SecurityEvent
 
 
 def alert_analytics(stack: Stack) -> list[str]:
-    """The analytic ids of the alerts the stack's monitor raised (``alerts.jsonl``)."""
-    path = stack.data_dir / ALERTS_FILE
-    if not path.exists():
-        return []
-    return [json.loads(line)["analytic_id"] for line in path.read_text().splitlines() if line]
+    """The analytic ids of the alerts the stack's monitor raised (stored now, then read)."""
+    stack.flush_alerts()
+    with stack.store.transaction() as session:
+        alerts = AlertStore(session, stack.store.ctx).search(AlertQuery(limit=1000))
+    return [a.analytic_id for a in alerts]
 
 
 def client_for(stack: Stack, cert_dir: Path, identity: PeerIdentity | None = None) -> MqttClient:
