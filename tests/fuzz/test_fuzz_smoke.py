@@ -49,3 +49,24 @@ def test_the_engine_reports_a_crash_it_is_shown() -> None:
         "test_fuzz_smoke.py"
     }
     assert all(b"\xff" in c.data for c in report.crashes)
+
+
+def test_the_atheris_driver_runs_a_target_and_reports() -> None:
+    pytest.importorskip("atheris", reason="atheris is locked for Linux x86-64 only")
+    import json
+    import subprocess
+    import sys
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "tests.fuzz", "--seconds", "2", "--target", "mllp-stream", "--json"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    report = json.loads(completed.stdout)
+    assert report["engine"] == "atheris"
+    (row,) = report["targets"]
+    assert row["executions"] > 100 and row["coverage"] > 0 and row["crashes"] == 0
