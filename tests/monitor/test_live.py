@@ -40,6 +40,14 @@ def test_programming_at_an_hour_never_seen_is_flagged_once_learned() -> None:
     assert codes(watch, act("programmed", 4 * DAY + 7 * HOUR)) == []  # next to 08 h: usual
 
 
+def test_a_new_hour_alarms_once_then_is_learnt() -> None:
+    watch = ActivityWatch()
+    assert day_shift(watch) == []
+    assert codes(watch, act("programmed", 4 * DAY + 3 * HOUR)) == [LiveEvent.OFF_HOURS_PROGRAMMING]
+    assert codes(watch, act("programmed", 5 * DAY + 3 * HOUR)) == []
+    assert codes(watch, act("programmed", 5 * DAY + 23 * HOUR)) == [LiveEvent.OFF_HOURS_PROGRAMMING]
+
+
 def test_a_pump_programmed_around_the_clock_is_never_off_hours() -> None:
     watch = ActivityWatch()
     assert day_shift(watch, hours=range(0, 24, 3)) == []

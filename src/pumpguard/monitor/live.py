@@ -226,6 +226,9 @@ class ActivityWatch:
         learned = len(history) >= s.programming_min_history and len(days) >= s.programming_min_days
         if learned and not any(self._hour(h) in usual for h in history):
             local = self._local(t)
+            # Flagged once, the hour is learnt: an analyst sees the first programming at a new
+            # hour; a ward that simply starts working then does not alarm every night.
+            history.append(t)
             return [
                 self._event(
                     activity,
