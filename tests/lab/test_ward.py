@@ -16,6 +16,7 @@ from pumpguard.lab.ward import (
     run_ward,
     run_ward_evaluation,
 )
+from pumpguard.link import LinkProfile
 from pumpguard.monitor.live import LiveSettings
 
 SMALL = WardConfig(days=1, seed=2, icu=2, medsurg=1)
@@ -67,3 +68,16 @@ def test_bad_ward_configurations_are_refused() -> None:
         WardConfig(days=0)
     with pytest.raises(WardError, match="ICU"):
         WardConfig(days=1, icu=0)
+
+
+def test_a_dose_the_trial_got_through_reaches_the_ward_pump() -> None:
+    """Legacy: the tampered order's dose (a multiple of the prescription) is entered on the
+    ward pump at the launch, so the attacked ward's records differ from its twin's."""
+    legacy = WardConfig(days=1, seed=2, icu=2, medsurg=1, profile=LinkProfile.LEGACY)
+    attack = next(a for a in plan_ward_attacks(legacy) if a.name == "order-tampered-in-transit")
+    assert attack.succeeded and attack.dose_factor is not None and attack.dose_factor > 1
+    attacked = dict(run_ward(legacy, (attack,)).activity)
+    free = dict(run_ward(legacy).activity)
+    # one more programming attempt on the ward: taken, or refused by the ward pump's library
+    tried = attacked["programmed"] + attacked.get("command-rejected", 0)
+    assert tried == free["programmed"] + free.get("command-rejected", 0) + 1
