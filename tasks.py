@@ -97,8 +97,8 @@ def test(extra: list[str]) -> None:
     _run(_venv_bin("ruff"), "format", "--check", "--quiet", "src", "tests", "tasks.py")
     _run(_venv_bin("mypy"))
     _run(_venv_bin("python"), "-m", "pytest", *extra)
-    sbom([])
-    audit([])
+    _write_sbom()
+    _audit()
 
 
 BUILD = ROOT / "build"
@@ -106,8 +106,12 @@ ALLOWLIST = ROOT / "docs" / "security" / "audit-allowlist.toml"
 
 
 def sbom(_: list[str]) -> None:
-    """The SBOM lists what pumpguard ships: the runtime pins of the lock, not the dev tools."""
     _sync()
+    _write_sbom()
+
+
+def _write_sbom() -> None:
+    """The SBOM lists what pumpguard ships: the runtime pins of the lock, not the dev tools."""
     BUILD.mkdir(exist_ok=True)
     runtime = BUILD / "requirements-runtime.txt"
     # Seeded with the lock, uv keeps the locked versions: the runtime set is a subset of it.
@@ -149,12 +153,16 @@ def _allowed_vulnerabilities() -> list[str]:
 
 
 def audit(_: list[str]) -> None:
+    _sync()
+    _audit()
+
+
+def _audit() -> None:
     """Known vulnerabilities in the locked versions (PyPI's advisory data, via pip-audit).
 
     A finding not on the allow-list fails; an unreachable advisory service is reported loudly
     but does not fail, since it says nothing about our dependencies.
     """
-    _sync()
     ignores = [arg for vuln in _allowed_vulnerabilities() for arg in ("--ignore-vuln", vuln)]
     report = TOOLS / "audit.json"
     completed = subprocess.run(

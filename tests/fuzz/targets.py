@@ -15,7 +15,7 @@ from pathlib import Path
 from tests.fuzz.engine import FuzzTarget
 from tests.interop.messages import piv
 from tests.link.conftest import CONTROLLER, PUMP
-from tests.link.test_fuzz import SECURE, SECURE_FRAMES
+from tests.link.test_fuzz import SECURE, SECURE_FRAMES, _snapshot
 from tests.transport.test_messages import ACK, COMMAND, EVENT, STATUS
 
 from pumpguard.clinical import LibraryError, parse_library
@@ -40,18 +40,13 @@ class TherapyChanged(AssertionError):
     """A fuzzed frame changed the pump's therapy: the finding this target exists for."""
 
 
-def _snapshot() -> tuple[object, ...]:
-    p = SECURE.pump
-    return (p.state, p.temp_basal, p.bolus(1), p.bolus(2), p.bolus(3), p.total_u_h, len(p.log))
-
-
 def _secure_devices(data: bytes) -> None:
-    before, readings = _snapshot(), len(SECURE.controller.readings)
+    before, readings = _snapshot(SECURE), len(SECURE.controller.readings)
     at = SECURE.medium.now_us
     for endpoint in (SECURE.pump_ep, SECURE.controller, SECURE.cgm):
         endpoint.on_frame(data, at)
     SECURE.medium.settle()
-    if _snapshot() != before or len(SECURE.controller.readings) != readings:
+    if _snapshot(SECURE) != before or len(SECURE.controller.readings) != readings:
         raise TherapyChanged(f"therapy or readings changed by {data.hex()}")
 
 

@@ -214,32 +214,40 @@ class _Infusion:
     """Another start came with no stop between: how this one ended is not known."""
 
 
-def _attributes(row: PumpEventRow) -> dict[str, str]:
-    try:
-        body = json.loads(row.body)
-    except ValueError:
-        return {}
-    attributes = body.get("attributes") if isinstance(body, dict) else None
-    return {str(k): str(v) for k, v in attributes.items()} if isinstance(attributes, dict) else {}
+@dataclass(frozen=True, slots=True)
+class _Reported:
+    """What a delivery event's body says: when it happened (the pump's time) and its details."""
 
+    occurred_ms: int
+    attributes: dict[str, str]
 
-def _occurred_ms(row: PumpEventRow) -> int:
-    try:
-        value = json.loads(row.body).get("occurred_at_ms")
-    except (ValueError, AttributeError):
-        return row.sent_at_ms
-    return value if isinstance(value, int) else row.sent_at_ms
+    @classmethod
+    def of(cls, row: PumpEventRow) -> _Reported:
+        try:
+            body = json.loads(row.body)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return cls(row.sent_at_ms, {})
+        occurred = body.get("occurred_at_ms")
+        attributes = body.get("attributes")
+        return cls(
+            occurred if isinstance(occurred, int) else row.sent_at_ms,
+            {str(k): str(v) for k, v in attributes.items()} if isinstance(attributes, dict) else {},
+        )
 
 
 def _administration(infusion: _Infusion) -> MedicationAdministration:
-    start = _attributes(infusion.start)
-    began = _occurred_ms(infusion.start)
+    reported = _Reported.of(infusion.start)
+    start, began = reported.attributes, reported.occurred_ms
+    ended: _Reported | None = None
     if infusion.end is None:
         status = "unknown" if infusion.superseded else "in-progress"
         period = {"start": _instant(began)}
     else:
         status = "completed" if infusion.end.kind == EventKind.DELIVERY_COMPLETE else "stopped"
-        period = {"start": _instant(began), "end": _instant(_occurred_ms(infusion.end))}
+        ended = _Reported.of(infusion.end)
+        period = {"start": _instant(began), "end": _instant(ended.occurred_ms)}
     data: dict[str, Any] = {
         "resourceType": "MedicationAdministration",
         "id": f"{infusion.device_id}-{infusion.start.seq}",
@@ -258,8 +266,8 @@ def _administration(infusion: _Infusion) -> MedicationAdministration:
         data["request"] = {
             "identifier": {"system": "urn:pumpguard:pump-order-id", "value": start["order_id"]}
         }
-    if infusion.end is not None:
-        delivered = _number(_attributes(infusion.end).get("volume_infused_ml"))
+    if ended is not None:
+        delivered = _number(ended.attributes.get("volume_infused_ml"))
         if delivered is not None:
             data["note"] = [{"text": f"volume infused {delivered:g} mL"}]
     return MedicationAdministration.model_validate(data)
@@ -336,10 +344,21 @@ class FhirReader:
         ]
 
     def device(self, device_id: str) -> Device:
-        found = [d for d in self.devices() if d.id == device_id]
-        if not found:
+        asset: AssetInfo | None
+        status: PumpStatusView | None
+        try:
+            asset = AssetService(self._session, self._ctx).get(device_id)
+        except NotFound:
+            asset = None
+        if asset is not None and asset.kind is AssetKind.INSULIN:
+            asset = None
+        try:
+            status = IngestService(self._session, self._ctx).status(device_id)
+        except NotFound:
+            status = None
+        if asset is None and status is None:
             raise NotFound(f"no Device/{device_id}")
-        return found[0]
+        return device_resource(asset, status)
 
     def requests(
         self, *, patient: str | None = None, device: str | None = None, status: str | None = None

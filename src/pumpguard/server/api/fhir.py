@@ -58,7 +58,7 @@ def _token(name: str, value: str | None) -> str | None:
 
 
 class _BadSearch(Exception):
-    pass
+    """A search value that is not a token: answered with a 400 OperationOutcome."""
 
 
 def _answer(build: Any) -> JSONResponse:
