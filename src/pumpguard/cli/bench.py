@@ -109,6 +109,17 @@ def _row(
     )
 
 
+def _figure_table(title: str, report: dict[str, Any], keys: tuple[str, ...]) -> Table:
+    """A bench report's figures as a two-column table (``-`` where the run had none)."""
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key in keys:
+        value = report[key]
+        table.add_row(key, "-" if value is None else f"{value:,}")
+    return table
+
+
 @app.command()
 def physiology(
     patients: Annotated[int, typer.Option("--patients", min=1, help="Cohort size.")] = 30,
@@ -553,31 +564,30 @@ def server(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    table = Table(title=f"pump server: {pumps} pumps on {result.database}, mutual-TLS MQTT")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for key in (
-        "connected",
-        "connected_min",
-        "ramp_s",
-        "connect_p50_ms",
-        "connect_p99_ms",
-        "offered_per_s",
-        "events_per_s",
-        "ingest_p50_ms",
-        "ingest_p99_ms",
-        "lost_events",
-        "duplicate_events",
-        "resent",
-        "server_deduplicated",
-        "reconnections",
-        "stack_cpu_percent_steady",
-        "stack_loop_cpu_percent_steady",
-        "fleet_cpu_percent_steady",
-        "machine_idle_percent",
-    ):
-        value = report[key]
-        table.add_row(key, "-" if value is None else f"{value:,}")
+    table = _figure_table(
+        f"pump server: {pumps} pumps on {result.database}, mutual-TLS MQTT",
+        report,
+        (
+            "connected",
+            "connected_min",
+            "ramp_s",
+            "connect_p50_ms",
+            "connect_p99_ms",
+            "offered_per_s",
+            "events_per_s",
+            "ingest_p50_ms",
+            "ingest_p99_ms",
+            "lost_events",
+            "duplicate_events",
+            "resent",
+            "server_deduplicated",
+            "reconnections",
+            "stack_cpu_percent_steady",
+            "stack_loop_cpu_percent_steady",
+            "fleet_cpu_percent_steady",
+            "machine_idle_percent",
+        ),
+    )
     out.print(table)
     load = ", ".join(f"{x:.2f}" for x in result.load_average_start)
     out.print(
@@ -631,25 +641,24 @@ def autoprogram(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    table = Table(title=f"auto-programming: {result.orders} orders, {pumps} pumps")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for key in (
-        "prefill_p50_ms",
-        "prefill_p99_ms",
-        "rrg_p50_ms",
-        "rrg_p99_ms",
-        "ack_p50_ms",
-        "ack_p99_ms",
-        "confirm_to_rrg_p50_ms",
-        "confirm_to_rrg_p99_ms",
-        "accepted",
-        "as_expected",
-        "not_as_expected",
-        "machine_idle_percent",
-    ):
-        value = report[key]
-        table.add_row(key, "-" if value is None else f"{value:,}")
+    table = _figure_table(
+        f"auto-programming: {result.orders} orders, {pumps} pumps",
+        report,
+        (
+            "prefill_p50_ms",
+            "prefill_p99_ms",
+            "rrg_p50_ms",
+            "rrg_p99_ms",
+            "ack_p50_ms",
+            "ack_p99_ms",
+            "confirm_to_rrg_p50_ms",
+            "confirm_to_rrg_p99_ms",
+            "accepted",
+            "as_expected",
+            "not_as_expected",
+            "machine_idle_percent",
+        ),
+    )
     for reason, count in result.refused.items():
         table.add_row(f"refused {reason}", str(count))
     out.print(table)
