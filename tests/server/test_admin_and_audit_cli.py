@@ -7,6 +7,7 @@ import re
 import sqlite3
 from pathlib import Path
 
+import pyotp
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -22,8 +23,8 @@ ENV = {
 }
 
 
-def run(*args: str, **env: str) -> Result:
-    return runner.invoke(app, list(args), env={**ENV, **env})
+def run(*args: str, input: str | None = None, **env: str) -> Result:
+    return runner.invoke(app, list(args), input=input, env={**ENV, **env})
 
 
 @pytest.fixture
@@ -184,3 +185,28 @@ def test_admin_create_on_postgresql_via_the_environment(tmp_path: Path) -> None:
         assert verified.exit_code == 0, verified.output
     finally:
         database.drop()
+
+
+def test_admin_totp_prints_the_code_an_authenticator_would(data_dir: Path) -> None:
+    created = run("admin", "create", "--data-dir", str(data_dir), "--username", "carol")
+    uri = re.search(r"(otpauth://totp/\S+)", created.output)
+    assert uri
+    result = run("admin", "totp", "--uri", uri.group(1))
+    assert result.exit_code == 0, result.output
+    code = result.output.split()[0]
+    assert re.fullmatch(r"\d{6}", code)
+    assert pyotp.parse_uri(uri.group(1)).verify(code, valid_window=1)
+    assert run("admin", "totp", input=uri.group(1) + "\n").output.split()[0] in {
+        code,
+        pyotp.parse_uri(uri.group(1)).now(),
+    }
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["", "not a uri", "otpauth://hotp/x?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&counter=1"],
+)
+def test_admin_totp_refuses_what_is_not_a_totp_uri(uri: str) -> None:
+    result = run("admin", "totp", "--uri", uri)
+    assert result.exit_code == 2
+    assert "not a TOTP URI" in result.output

@@ -38,6 +38,8 @@ from pumpguard.transport import (
 T = TypeVar("T")
 
 SERVER_ID = "pumpguard-server"
+SECOND_SERVER_ID = "pumpguard-server-2"
+"""A second server worker, for shared subscriptions behind Mosquitto."""
 CA_START = datetime.now(UTC) - timedelta(days=60)
 
 
@@ -57,13 +59,13 @@ class Pki:
         return server_tls_context(self.creds("broker"), crl=self.crl)
 
 
-def server_client_credential(ca: CertificateAuthority, out: Path) -> None:
+def server_client_credential(ca: CertificateAuthority, out: Path, ident: str = SERVER_ID) -> None:
     """The pump server connects to the broker as a client, so its certificate carries clientAuth.
 
     The PKI gives a server certificate clientAuth only when asked (``also_client``), so the
     broker's own certificate cannot be used to log in with server rights.
     """
-    ca.issue(CertKind.SERVER, SERVER_ID, also_client=True).write(out)
+    ca.issue(CertKind.SERVER, ident, also_client=True).write(out)
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +78,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     for ident in ("PUMP-0001", "PUMP-0002"):
         ca.issue(CertKind.PUMP, ident).write(creds / ident)
     server_client_credential(ca, creds / SERVER_ID)
+    server_client_credential(ca, creds / SECOND_SERVER_ID, SECOND_SERVER_ID)
     ca.issue(
         CertKind.PUMP,
         "PUMP-0009",

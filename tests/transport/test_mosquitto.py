@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import os
-import shutil
-import socket
 import ssl
-import subprocess
-import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 
 import pytest
 from tests.transport.conftest import (
+    SECOND_SERVER_ID,
     SERVER_ID,
     SERVER_IDENTITY,
     Inbox,
@@ -25,74 +20,46 @@ from tests.transport.conftest import (
     run,
     status,
 )
+from tests.transport.mosquitto_process import free_port, needs_mosquitto, running_mosquitto
 
-from pumpguard.pki import client_tls_context
+from pumpguard.clock import SystemClock
+from pumpguard.pki import CertKind, PeerIdentity, client_tls_context
+from pumpguard.security_events import SecurityEventLog
 from pumpguard.transport import (
     Channel,
+    DeviceMessage,
+    MessageHandler,
     MosquittoSettings,
     MqttClient,
     ReasonCode,
+    ServerLink,
+    Session,
+    TransportEvent,
     device_topic,
     write_mosquitto_config,
 )
 
 # The broker on PUMPGUARD_TEST_MQTT_URL (1883) is plaintext and shared: never used here.
-MOSQUITTO = (
-    os.environ.get("PUMPGUARD_TEST_MOSQUITTO_BIN")
-    or shutil.which("mosquitto")
-    or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
-    )
-)
-
-pytestmark = pytest.mark.skipif(
-    MOSQUITTO is None,
-    reason="no mosquitto binary (apt install mosquitto, or set PUMPGUARD_TEST_MOSQUITTO_BIN)",
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+pytestmark = needs_mosquitto
 
 
 @pytest.fixture(scope="module")
 def mosquitto(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    assert MOSQUITTO is not None
     directory = tmp_path_factory.mktemp("mosquitto")
-    port = _free_port()
+    port = free_port()
     conf = write_mosquitto_config(
         directory,
         MosquittoSettings(
             cert_dir=pki.creds("broker"),
             crl=pki.crl,
             port=port,
-            server_idents=(SERVER_ID,),
+            server_idents=(SERVER_ID, SECOND_SERVER_ID),
             log_file=directory / "mosquitto.log",
             run_as_user=getpass.getuser(),  # so that it can read the test's private key
         ),
     )
-    process = subprocess.Popen(
-        [MOSQUITTO, "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"mosquitto exited with {process.returncode}: {output}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("mosquitto did not start listening within 10 s")
-                time.sleep(0.05)
+    with running_mosquitto(conf, port):
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.mark.parametrize("creds", ["no-cert", "foreign", "expired", "revoked"])
@@ -225,3 +192,66 @@ def test_mosquitto_queues_for_a_server_with_a_persistent_session(pki: Pki, mosqu
     assert reason is ReasonCode.SUCCESS
     assert session_present
     assert topics == ["pumpguard/v1/devices/PUMP-0002/events"]
+
+
+def test_server_workers_share_the_device_messages_behind_mosquitto(
+    pki: Pki, mosquitto: int
+) -> None:
+    """Two server workers with one share group: each device message reaches exactly one of
+    them (MQTT 5 shared subscription), and the payload check runs on each."""
+    events = SecurityEventLog()
+
+    def worker(ident: str, stored: list[int]) -> ServerLink:
+        async def connect(handler: MessageHandler) -> Session:
+            client = MqttClient(
+                "127.0.0.1",
+                mosquitto,
+                client_tls_context(pki.creds(ident)),
+                PeerIdentity(CertKind.SERVER, ident),
+                on_message=handler,
+            )
+            await client.connect()
+            return client
+
+        async def store(batch: Sequence[DeviceMessage]) -> None:
+            stored.extend(m.seq for m in batch)
+
+        return ServerLink(
+            connect,
+            store,
+            clock=SystemClock(),
+            events=events,
+            check_payloads=True,
+            share_group="ingest",
+            batch_delay_s=0.01,
+            retry_s=0.1,
+        )
+
+    async def scenario() -> tuple[list[int], list[int], list[ReasonCode]]:
+        first: list[int] = []
+        second: list[int] = []
+        links = [worker(SERVER_ID, first), worker(SECOND_SERVER_ID, second)]
+        tasks = [asyncio.ensure_future(link.run()) for link in links]
+        for link in links:
+            await link.wait_ready()
+        pump = client_for(pki, mosquitto, "PUMP-0001", pump_identity("PUMP-0001"))
+        await pump.connect()
+        topic = device_topic("PUMP-0001", Channel.TELEMETRY)
+        reasons = [await pump.publish(topic, status("PUMP-0001", seq)) for seq in range(1, 21)]
+        reasons.append(await pump.publish(topic, status("PUMP-0002", 99)))  # wrong device id
+        await pump.close()
+        while len(first) + len(second) < 20 or not events.with_code(TransportEvent.PAYLOAD_SPOOFED):
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # a duplicate or the spoofed status would arrive by now
+        for link in links:
+            await link.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return first, second, reasons
+
+    first, second, reasons = run(scenario())
+    assert reasons == [ReasonCode.SUCCESS] * 21  # Mosquitto acknowledges on receipt
+    assert sorted(first + second) == list(range(1, 21))
+    assert first and second
+    assert len(events.with_code(TransportEvent.PAYLOAD_SPOOFED)) == 1

@@ -6,9 +6,12 @@ Its generated password and TOTP enrolment URI are printed once and stored nowher
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
+import pyotp
 import typer
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
@@ -33,7 +36,10 @@ from pumpguard.server.datadir import SECURITY_EVENTS_FILE
 
 __all__ = ["PassphraseFileOption", "app", "open_store"]
 
-app = typer.Typer(no_args_is_help=True, help="Pump server accounts: create and list users.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Pump server accounts: create and list users; a TOTP code for a demo account.",
+)
 
 PassphraseFileOption = Annotated[
     Path | None,
@@ -127,3 +133,25 @@ def list_(data_dir: DataDirOption = None, passphrase_file: PassphraseFileOption 
     for user in users:
         table.add_row(user.username, str(user.role), "yes" if user.active else "no")
     out.print(table)
+
+
+@app.command()
+def totp(
+    uri: Annotated[
+        str | None,
+        typer.Option("--uri", help="The otpauth:// URI printed at enrolment (default: stdin)."),
+    ] = None,
+) -> None:
+    """Print the current TOTP code of an enrolled URI: an authenticator app's job, for trying
+    `up --demo` on a machine without a phone. The URI is the second factor's secret; keep it
+    like one."""
+    text = (sys.stdin.readline() if uri is None else uri).strip()
+    try:
+        parsed = pyotp.parse_uri(text)
+    except ValueError as exc:
+        raise fail(f"not a TOTP URI ({exc}); expected otpauth://totp/...", 2) from None
+    if not isinstance(parsed, pyotp.TOTP):
+        raise fail("not a TOTP URI; expected otpauth://totp/...", 2)
+    left = parsed.interval - int(time.time()) % parsed.interval
+    out.print(parsed.now(), highlight=False)
+    err.print(f"valid for {left} more seconds", highlight=False)

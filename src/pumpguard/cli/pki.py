@@ -14,6 +14,7 @@ from rich.table import Table
 from pumpguard.cli.common import DataDirOption, err, fail, out
 from pumpguard.cli.common import data_dir as resolve_data_dir
 from pumpguard.pki import (
+    CRL_FILE,
     DEFAULT_CRL_URL,
     PASSPHRASE_ENV,
     CaNotInitialisedError,
@@ -31,11 +32,17 @@ from pumpguard.pki import (
     store_passphrase,
 )
 from pumpguard.security_events import JsonLinesEventFile
+from pumpguard.server.runtime import INGEST_CLIENT_ID
+from pumpguard.transport import MosquittoSettings, write_mosquitto_config
+from pumpguard.transport.mosquitto import CONF_FILE
 
 app = typer.Typer(
     no_args_is_help=True,
-    help="Certificate authority: init, issue, revoke, list, crl, renew; check-tls.",
+    help="Certificate authority: init, issue, revoke, list, crl, renew; check-tls; mosquitto.",
 )
+
+BROKER_ID = "pumpguard-broker"
+"""The production broker's certificate id (a listener: no clientAuth, so it cannot log in)."""
 
 # One journal per system, shared with the other stateful commands, until the monitor collects it.
 _EVENTS_FILE = "security-events.jsonl"
@@ -449,3 +456,65 @@ def check_tls(
     out.print(table)
     if any(r.outcome is ProbeOutcome.FAILED for r in results):
         raise typer.Exit(1)
+
+
+@app.command()
+def mosquitto(
+    out_dir: Annotated[
+        Path,
+        typer.Option("--out", help="Directory for mosquitto.conf, mosquitto.acl and broker/."),
+    ],
+    san: Annotated[
+        list[str],
+        typer.Option("--san", help="DNS name or IP address pumps use for the broker (repeatable)."),
+    ],
+    port: Annotated[int, typer.Option("--port", help="The broker's TLS port.")] = 8883,
+    bind: Annotated[str, typer.Option("--bind", help="Address the broker listens on.")] = (
+        "0.0.0.0"
+    ),
+    run_as: Annotated[
+        str | None,
+        typer.Option("--user", help="Account Mosquitto switches to when started as root."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite a configuration already in --out.")
+    ] = False,
+    data_dir: DataDirOption = None,
+    passphrase_file: PassphraseFileOption = None,
+) -> None:
+    """Configure Mosquitto 2 as this server's production broker: a broker certificate from
+    this CA, and a mosquitto.conf and ACL that enforce what the embedded broker enforces
+    (mutual TLS with this CA and its CRL, the certificate CN as identity, per-pump topics).
+    Then run `mosquitto -c OUT/mosquitto.conf` and `pumpguard up --broker mqtts://NAME:PORT`."""
+    if not 0 < port < 65536:
+        raise fail(f"--port must be a TCP port (1-65535), got {port}", 2)
+    if (out_dir / CONF_FILE).exists() and not force:
+        raise fail(f"{out_dir / CONF_FILE} exists; use --force to replace it")
+    ca = _open(data_dir, passphrase_file)
+    try:
+        issued = ca.issue(CertKind.SERVER, BROKER_ID, sans=tuple(san))
+    except PkiError as exc:
+        raise fail(str(exc)) from None
+    try:
+        issued.write(out_dir / "broker")
+        conf = write_mosquitto_config(
+            out_dir,
+            MosquittoSettings(
+                cert_dir=out_dir / "broker",
+                crl=ca.directory / CRL_FILE,
+                port=port,
+                bind_address=bind,
+                server_idents=(INGEST_CLIENT_ID,),
+                run_as_user=run_as,
+            ),
+        )
+    except (OSError, ValueError) as exc:
+        raise fail(f"cannot write the Mosquitto configuration: {exc}") from None
+    out.print(
+        f"broker certificate {issued.serial:X} for {', '.join(san)}; configuration in {conf}\n"
+        f"start it with: mosquitto -c {conf}\n"
+        f"then: pumpguard up --broker mqtts://{san[0]}:{port}\n"
+        "Mosquitto reads the CRL when it starts: restart it after `pumpguard pki revoke`.",
+        highlight=False,
+        soft_wrap=True,
+    )

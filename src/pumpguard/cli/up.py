@@ -23,7 +23,7 @@ from pumpguard.server.alert_export import (
     parse_webhook,
 )
 from pumpguard.server.ehr_gateway import EhrSettings, NurseSettings
-from pumpguard.server.runtime import Stack, StackConfig, StackError
+from pumpguard.server.runtime import Stack, StackConfig, StackError, parse_broker_url
 from pumpguard.web import add_dashboard
 
 __all__ = ["up"]
@@ -140,6 +140,15 @@ def up(
     mqtt_port: Annotated[
         int, typer.Option("--mqtt-port", help="MQTT over mutual TLS port (0 picks a free one).")
     ] = 8883,
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            "--broker",
+            help="Use this external MQTT broker (Mosquitto set up with `pumpguard pki "
+            "mosquitto`), mqtts://HOST:PORT, instead of the embedded one; "
+            "--mqtt-port is then unused.",
+        ),
+    ] = None,
     updates_port: Annotated[
         int,
         typer.Option(
@@ -148,7 +157,12 @@ def up(
         ),
     ] = 8444,
     demo: Annotated[
-        bool, typer.Option("--demo", help="Add a simulated ward of 24 pumps and a demo admin.")
+        bool,
+        typer.Option(
+            "--demo",
+            help="Add a simulated ward of 24 pumps and a demo admin, and let the dashboard "
+            "launch live attacks at this server.",
+        ),
     ] = False,
     mllp_port: Annotated[
         int | None,
@@ -262,6 +276,11 @@ def up(
             raise fail("the simulated EHR speaks MLLP over TLS; drop --legacy-mllp", 2)
         ehr_endpoint, mllp_port = wanted, 0 if mllp_port is None else mllp_port
     ehr = _ehr_settings(mllp_port, ehr_endpoint, legacy_mllp, nurse_delay, nurse_reject)
+    if broker is not None:
+        try:
+            parse_broker_url(broker.strip())
+        except StackError as exc:
+            raise fail(f"--broker: {exc}", 2) from None
     directory = resolve_data_dir(data_dir)
     try:
         monitoring = MonitoringConfig.load(directory / MONITORING_FILE, directory).with_flags(
@@ -277,6 +296,7 @@ def up(
         host=host.strip() or "127.0.0.1",
         http_port=_port("--http-port", http_port),
         mqtt_port=_port("--mqtt-port", mqtt_port),
+        broker_url=None if broker is None else broker.strip(),
         updates_port=_port("--updates-port", updates_port),
         updates_passphrase_file=updates_passphrase_file,
         demo=demo,
@@ -285,6 +305,7 @@ def up(
         ehr=ehr,
         monitoring=monitoring,
         app_hooks=(add_dashboard,),
+        live_attacks=demo,
     )
     asyncio.run(_serve(config, demo_ehr_port))
 

@@ -226,7 +226,7 @@ async def start_demo_ward(stack: Stack) -> DemoWard:
     ward = DemoWard(beds, library, roster, DEMO_ADMIN, admin)
     await publish_demo_library(stack, EXAMPLE_LIBRARY.read_bytes())
     clock = SystemClock()
-    host = stack.local_address
+    host = stack.mqtt_host
     for bed in beds:
         directory = directories[bed.pump]
         pump = SimulatedPump(

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from cryptography import x509
@@ -110,6 +111,7 @@ __all__ = [
     "Stack",
     "StackConfig",
     "StackError",
+    "parse_broker_url",
 ]
 
 LISTENER_ID = "pumpguard-server"
@@ -143,9 +145,15 @@ class StackConfig:
     settings: ServerSettings = field(default_factory=ServerSettings)
     ehr: EhrSettings | None = None  # the MLLP/TLS order listener and EHR endpoint
     monitoring: MonitoringConfig | None = None  # None -> DATA_DIR/monitoring.toml
+    broker_url: str | None = None
+    """An external MQTT 5 broker (Mosquitto, a cluster) as ``mqtts://HOST:PORT``, configured
+    with ``pumpguard pki mosquitto``; None runs the embedded broker on ``mqtt_port``."""
     app_hooks: tuple[Callable[[FastAPI], None], ...] = ()
     """Called with the HTTPS app before it serves: how a higher layer (the dashboard) adds
     its routes without this layer importing it."""
+    live_attacks: bool = False
+    """Let the dashboard launch live attacks (``lab.live_attacks``) at this stack's own
+    listeners: ``up --demo`` only, never production (they lock accounts and raise alerts)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +309,20 @@ def _bind(host: str, port: int, what: str) -> socket.socket:
     return sock
 
 
+def parse_broker_url(url: str) -> tuple[str, int]:
+    """``mqtts://HOST:PORT`` -> (HOST, PORT). Only TLS: a pump server never talks plain MQTT."""
+    parts = urlsplit(url)
+    if parts.scheme != "mqtts":
+        raise StackError(f"the broker URL must be mqtts://HOST:PORT, got {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise StackError(f"the broker URL {url!r} has no valid port") from None
+    if not parts.hostname or port is None or parts.path not in ("", "/") or parts.query:
+        raise StackError(f"the broker URL must be mqtts://HOST:PORT, got {url!r}")
+    return parts.hostname, port
+
+
 def _local_address(host: str) -> str:
     try:
         if ipaddress.ip_address(host).is_unspecified:
@@ -329,6 +351,7 @@ class Stack:
         self.notices = notices
         self.http_port = 0
         self.mqtt_port = 0
+        self.mqtt_host = _local_address(config.host)
         self.broker: Broker | None = None
         self.server_link: ServerLink | None = None
         self._http: _Server | None = None
@@ -443,22 +466,26 @@ class Stack:
         listener = self.data_dir / _SERVER_DIR / "listener"
         crl = self.ca.directory / CRL_FILE
         self._crl_mtime = crl.stat().st_mtime
-        broker_tls = server_tls_context(listener, crl=crl)
-        self.tls_contexts["mqtt"] = broker_tls
-        self.broker = Broker(broker_tls, self.events, host=config.host, port=config.mqtt_port)
-        try:
-            await self.broker.start()
-        except OSError as exc:
-            self.broker = None
-            raise StackError(
-                f"cannot listen for MQTT on {config.host}:{config.mqtt_port}: {exc.strerror}"
-            ) from None
-        self.mqtt_port = self.broker.port
+        external = config.broker_url is not None
+        if config.broker_url is not None:
+            self.mqtt_host, self.mqtt_port = parse_broker_url(config.broker_url)
+        else:
+            broker_tls = server_tls_context(listener, crl=crl)
+            self.tls_contexts["mqtt"] = broker_tls
+            self.broker = Broker(broker_tls, self.events, host=config.host, port=config.mqtt_port)
+            try:
+                await self.broker.start()
+            except OSError as exc:
+                self.broker = None
+                raise StackError(
+                    f"cannot listen for MQTT on {config.host}:{config.mqtt_port}: {exc.strerror}"
+                ) from None
+            self.mqtt_port = self.broker.port
 
         ingest_dir = self.data_dir / _SERVER_DIR / "ingest"
         ingest_tls = client_tls_context(ingest_dir)
         identity = PeerIdentity(CertKind.SERVER, INGEST_CLIENT_ID)
-        address = _local_address(config.host)
+        address = self.mqtt_host
         port = self.mqtt_port
 
         async def connect(handler: MessageHandler) -> Session:
@@ -474,15 +501,20 @@ class Stack:
             return client
 
         self.server_link = ServerLink(
-            connect, self._store_batch, clock=SystemClock(), events=self.events, retry_s=0.5
+            connect,
+            self._store_batch,
+            clock=SystemClock(),
+            events=self.events,
+            check_payloads=external,
+            retry_s=0.5,
         )
         self._spawn(self.server_link.run(), "ingest")
         try:
             await asyncio.wait_for(self.server_link.wait_ready(), 30)
         except TimeoutError:
             raise StackError(
-                "the ingest link could not log in to the broker within 30 s (see the security "
-                "events for why)"
+                f"the ingest link could not log in to the broker at {address}:{port} within 30 s "
+                "(see the security events for why)"
             ) from None
 
         try:
@@ -497,6 +529,7 @@ class Stack:
         self.http_port = int(sock.getsockname()[1])
         app = create_app(self.store)
         app.state.distribution = self.distribution
+        app.state.stack = self  # the dashboard's live attacks aim at this stack
         for hook in config.app_hooks:
             hook(app)
         http_config = uvicorn.Config(
@@ -540,6 +573,8 @@ class Stack:
         """Stop the MQTT broker alone: every session ends (pumps and the ingest link) and new
         connections are refused while the rest of the server runs on. Fault injection
         (``pumpguard bench faults``); ``start_broker`` brings it back."""
+        if self.config.broker_url is not None:
+            raise StackError("the broker is external: stop it where it runs")
         broker, self.broker = self.broker, None
         if broker is not None:
             await broker.stop()
@@ -547,7 +582,7 @@ class Stack:
     async def start_broker(self) -> None:
         """Start a fresh broker on the port the stopped one had; pumps and the ingest link
         reconnect on their own."""
-        if self.broker is not None:
+        if self.broker is not None or self.config.broker_url is not None:
             return
         broker = Broker(
             self.tls_contexts["mqtt"], self.events, host=self.config.host, port=self.mqtt_port
@@ -836,7 +871,7 @@ class Stack:
         url = str(self.store.engine.url.render_as_string(hide_password=True))
         return {
             "https": f"https://{shown}:{self.http_port}/api/v1/docs",
-            "mqtt": f"mqtts://{shown}:{self.mqtt_port}",
+            "mqtt": self.config.broker_url or f"mqtts://{shown}:{self.mqtt_port}",
             "updates": f"https://{shown}:{self.updates_port}/",
             "data": str(self.data_dir.resolve()),
             "database": url,

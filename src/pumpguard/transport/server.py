@@ -9,7 +9,10 @@ If ``store`` raises, the whole batch is answered 0x80 and resent by the pumps la
 must therefore be idempotent on (device_id, seq), which the server's unique key gives.
 
 Behind Mosquitto, which forwards payloads unread, ``check_payloads=True`` runs the embedded
-broker's payload check (``Gatekeeper.check_received``) on every message first.
+broker's payload check (``Gatekeeper.check_received``) on every message first. Several server
+workers behind one external broker each pass the same ``share_group``: their subscriptions
+become MQTT 5 shared subscriptions (``$share/GROUP/...``), so the broker hands each device
+message to one worker instead of all of them.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ _log = logging.getLogger(__name__)
 _FILTERS = tuple(f"{TOPIC_ROOT}/+/{c.value}" for c in Channel if c.from_device)
 
 
+def _valid_share_group(name: str) -> bool:
+    return 0 < len(name) <= 64 and all(c.isascii() and (c.isalnum() or c in "-_") for c in name)
+
+
 class ServerLink:
     """Receives device messages in batches and sends commands; see the module docstring."""
 
@@ -58,6 +65,7 @@ class ServerLink:
         clock: Clock,
         events: SecurityEventSink,
         check_payloads: bool = False,
+        share_group: str | None = None,
         batch_size: int = 500,
         batch_delay_s: float = 0.05,
         retry_s: float = 1.0,
@@ -66,7 +74,16 @@ class ServerLink:
             raise ValueError("batch_size must be positive")
         self._connect = connect
         self._store = store
+        if share_group is not None and not _valid_share_group(share_group):
+            raise ValueError(
+                f"share group {share_group!r} must be 1-64 letters, digits, '-' or '_'"
+            )
         self._gate = Gatekeeper(events, clock) if check_payloads else None
+        self._filters = (
+            _FILTERS
+            if share_group is None
+            else tuple(f"$share/{share_group}/{f}" for f in _FILTERS)
+        )
         self._batch_size = batch_size
         self._batch_delay = batch_delay_s
         self._retry_s = retry_s
@@ -115,7 +132,7 @@ class ServerLink:
                 continue
             self._session = session
             try:
-                for topic_filter in _FILTERS:
+                for topic_filter in self._filters:
                     granted = await session.subscribe(topic_filter)
                     if granted.is_failure:
                         raise ConnectRefusedError(granted, f"subscription to {topic_filter}")
