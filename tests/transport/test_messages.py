@@ -23,6 +23,7 @@ from pumpguard.transport import (
     MessageErrorCode,
     MessageKind,
     ProgrammeSummary,
+    SecurityReport,
     StatusMessage,
     channel_for,
     decode_message,
@@ -144,3 +145,48 @@ def test_random_payloads_raise_only_message_errors(payload: bytes) -> None:
         error = exc
     if error is not None:
         assert error.code in MessageErrorCode
+
+
+def _report(component: str, code: str) -> bytes:
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "kind": "security-event",
+            "device_id": "PUMP-0001",
+            "seq": 3,
+            "sent_at_ms": 10,
+            "occurred_at_ms": 9,
+            "component": component,
+            "code": code,
+            "severity": 4,
+            "message": "seen on the pump",
+        }
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("component", "code"),
+    [
+        ("updates", "updates.rollback"),
+        ("pki", "pki.tls.unknown_ca"),
+        ("device", "transport.payload_invalid"),
+        ("link", "link.replay"),
+    ],
+)
+def test_a_device_reports_what_it_observed(component: str, code: str) -> None:
+    assert isinstance(decode_message(_report(component, code)), SecurityReport)
+
+
+@pytest.mark.parametrize(
+    ("component", "code"),
+    [
+        ("server", "server.auth.login_failed"),
+        ("interop", "interop.hl7.malformed"),
+        ("device", "server.auth.account_locked"),
+        ("updates", "interop.order.replayed"),
+    ],
+)
+def test_a_device_cannot_report_the_servers_events(component: str, code: str) -> None:
+    with pytest.raises(MessageError, match="a device cannot report") as raised:
+        decode_message(_report(component, code))
+    assert raised.value.code is MessageErrorCode.INVALID_FIELDS

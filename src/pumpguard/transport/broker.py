@@ -244,6 +244,12 @@ class Broker:
                 )
                 return
             await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            # ``stop`` cancels every connection. This task is the stream server's
+            # client_connected_cb, and Python 3.11's asyncio logs a cancelled one as an
+            # "Exception in callback" with a traceback (3.12 checks ``cancelled()`` first),
+            # so the connection ends here, quietly, as an ordinary return.
+            return
         finally:
             self._open_sockets -= 1
             if task is not None:

@@ -26,6 +26,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 
 from pumpguard.devices.infusion import EventKind, PumpState
@@ -159,6 +160,21 @@ class SecurityReport(_DeviceMessage):
     attributes: Annotated[dict[Ident, ShortText], Field(max_length=32)] = Field(
         default_factory=dict
     )
+
+    @model_validator(mode="after")
+    def _observed_on_a_device(self) -> SecurityReport:
+        """A pump reports what it observed; the server's and the EHR gateway's events are the
+        server's to emit. Without this, a pump could raise login-failure or order alerts in the
+        server's name (a false-alarm flood, or cover for a real attack)."""
+        if self.component in _SERVER_SIDE or self.code.split(".", 1)[0] in _SERVER_SIDE:
+            raise ValueError(
+                f"a device cannot report a {self.component.value} event ({self.code}): only "
+                f"{', '.join(sorted(c.value for c in Component if c not in _SERVER_SIDE))} ones"
+            )
+        return self
+
+
+_SERVER_SIDE = frozenset({Component.SERVER, Component.INTEROP})
 
 
 class AckOutcome(StrEnum):

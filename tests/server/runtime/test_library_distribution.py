@@ -205,7 +205,9 @@ def test_a_tampered_library_is_refused_reported_and_halts_the_rollout(tmp_path: 
 
             distribution.start_rollout(
                 ["PUMP-0201", "PUMP-0202"],
-                RolloutPlan((0.5,), success_share=0.5, min_observation_ms=0, soak_ms=0),
+                # the canary must apply (or fail) before the next wave: with no soak time
+                # the wave would go out on the next loop turn whatever the canary did yet
+                RolloutPlan((0.5,), success_share=0.5, min_observation_ms=0, soak_ms=60_000),
             )
             event = await wait_for_event(
                 stack, UpdateEvent.TARGET_HASH_MISMATCH.value, device_id="PUMP-0201"
