@@ -6,7 +6,7 @@ tools venv (``.tools/``) holds a pinned ``uv``, which syncs ``.venv/`` from the 
 and installs pumpguard itself in editable mode. The lock is never rewritten here;
 ``python3 tasks.py lock`` refreshes it on purpose, and ``test`` fails when it is out of date.
 
-    python3 tasks.py demo        # the main job on embedded defaults
+    python3 tasks.py demo        # the main job on embedded defaults: lab run, both profiles
     python3 tasks.py test        # lint, type check and the whole test suite
     python3 tasks.py lock        # refresh requirements.lock after editing pyproject.toml
     python3 tasks.py sbom        # CycloneDX SBOM of what pumpguard ships (build/sbom.cdx.json)
@@ -87,12 +87,38 @@ def _venv_bin(name: str) -> Path:
 
 def demo(_: list[str]) -> None:
     _sync()
-    _run(_venv_bin("pumpguard"), "demo")
+    _run(_venv_bin("pumpguard"), "lab", "run", "--profile", "both", "--out", "lab-report")
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _ensure_chromium() -> None:
+    """The browser tests drive Debian's Chromium (Playwright's own download cannot reach the
+    network here). Install it when missing and this user may; otherwise those tests skip and
+    say why."""
+    if CHROMIUM.exists() or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    if not Path("/usr/bin/apt-get").exists():
+        return
+    print("tasks: installing Debian's chromium for the browser tests", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]
+    for step in (install, ["apt-get", "update", "-q"], install):  # stale package lists: update
+        try:
+            subprocess.run(step, env=env, stdout=subprocess.DEVNULL, timeout=900, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            print(f"tasks: could not install chromium ({exc}); the browser tests will skip")
+            return
+        if CHROMIUM.exists():
+            return
+    print("tasks: chromium did not install; the browser tests will skip")
 
 
 def test(extra: list[str]) -> None:
     _sync()
     _check_lock()
+    _ensure_chromium()
     _run(_venv_bin("ruff"), "check", "src", "tests", "tasks.py")
     _run(_venv_bin("ruff"), "format", "--check", "--quiet", "src", "tests", "tasks.py")
     _run(_venv_bin("mypy"))

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from pumpguard.monitor import Detection, GroupBy, Rule, RuleEngine, RuleError
+from pumpguard.monitor.rules import peer_host
 from pumpguard.security_events import Component, SecurityEvent, SecurityEventSink, Severity
 
 
@@ -87,3 +90,37 @@ def test_bad_rules_are_refused_with_the_reason(changes: dict[str, object], probl
 def test_duplicate_rule_ids_are_refused() -> None:
     with pytest.raises(RuleError, match="used twice"):
         RuleEngine([_rule(), _rule()], lambda d: None)
+
+
+def test_group_by_peer_counts_per_host_whatever_the_source_port() -> None:
+    """Each TCP connection of one attacker comes from a new port: five probes from one host are
+    five from one peer; one probe from each of five hosts is not."""
+    found: list[Detection] = []
+    rule = _rule(threshold=5, window_ms=60_000, group_by=GroupBy.PEER)
+    engine = RuleEngine([rule], found.append)
+    for n, peer in enumerate(f"10.0.0.{i}:40000" for i in range(1, 6)):
+        engine.emit(replace(_event(n), peer=peer))
+    assert found == []
+    for n, peer in enumerate(["10.0.0.9:51001", "10.0.0.9:51002", "[fe80::1]:7", "10.0.0.9:9"]):
+        engine.emit(replace(_event(100 + n), peer=peer))
+    assert found == []
+    engine.emit(replace(_event(200), peer="10.0.0.9:51003"))
+    engine.emit(replace(_event(201), peer="10.0.0.9:51004"))
+    assert len(found) == 1
+    assert {e.peer for e in found[0].evidence} >= {"10.0.0.9:51001", "10.0.0.9:51004"}
+
+
+@pytest.mark.parametrize(
+    ("peer", "host"),
+    [
+        ("127.0.0.1:59412", "127.0.0.1"),
+        ("[::1]:8883", "::1"),
+        ("ehr.example:2575", "ehr.example"),
+        ("pump:PUMP-0001", "pump:PUMP-0001"),
+        ("A1B2C3", "A1B2C3"),
+        ("fe80::1", "fe80::1"),
+        (None, None),
+    ],
+)
+def test_peer_host(peer: str | None, host: str | None) -> None:
+    assert peer_host(peer) == host

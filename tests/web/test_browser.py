@@ -1,24 +1,22 @@
-"""The dashboard in a real browser against a real ``pumpguard up --demo`` stack: log in with
-MFA, see the fleet, import and submit a library as a pharmacist, approve it as a second person,
-guess passwords as an attacker, launch a catalogue attack in the lab as the analyst and see the
-live alert the guessing raised. Screenshots go to ``build/screenshots/`` (test artefacts)."""
+"""The dashboard in a real browser against a real ``pumpguard up --demo --demo-ehr-port``
+stack: log in with MFA, see the fleet, import and submit a library as a pharmacist, approve it
+as a second person, guess passwords as an attacker, launch a catalogue attack in the lab as the
+analyst, launch a live attack at the running server and follow its alert, and see the alert
+the guessing raised. Screenshots go to ``build/screenshots/`` (test artefacts)."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyotp
 import pytest
 from tests.server.conftest import Account, make_account
-from tests.server.runtime.support import config
+from tests.web.live import RunningStack
 
 from pumpguard.data import EXAMPLE_LIBRARY
 from pumpguard.server import Role
 from pumpguard.server.runtime import Stack
-from pumpguard.web import add_dashboard
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
@@ -39,50 +37,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class _RunningStack:
-    """A ``Stack`` on its own event loop in a thread, so the sync Playwright API can drive it."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self._config = config(data_dir, None, demo=True, app_hooks=(add_dashboard,))
-        self._ready = threading.Event()
-        self._failure: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self.stack: Stack | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        try:
-            self.stack = await Stack.start(self._config)
-        except BaseException as exc:
-            self._failure = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await self.stack.stop()
-
-    def start(self) -> Stack:
-        self._thread.start()
-        assert self._ready.wait(120), "the stack did not start within 120 s"
-        if self._failure is not None:
-            raise self._failure
-        assert self.stack is not None
-        return self.stack
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(60)
-
-
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[Stack]:
-    running = _RunningStack(tmp_path / "data")
+    running = RunningStack(tmp_path / "data")
     try:
         yield running.start()
     finally:
@@ -169,13 +126,28 @@ def test_log_in_see_fleet_approve_attack_and_alert(live: Stack, tmp_path: Path) 
 
         log_in(analyst)
         page.get_by_role("link", name="Attacks").click()
-        page.get_by_label("Attack").select_option("unsigned-library-push")
+        page.get_by_label("Attack", exact=True).select_option("unsigned-library-push")
         page.get_by_role("button", name="Launch in the lab").click()
-        verdict = page.locator("section.verdict")
+        verdict = page.locator("section.lab-verdict")
         expect(verdict).to_contain_text("signature-threshold")
         page.screenshot(path=str(SCREENSHOTS / "04-attack-verdict.png"), full_page=True)
 
-        page.get_by_role("link", name="Alerts").click()
+        page.get_by_label("Live attack", exact=True).select_option("order-unauthenticated-host")
+        page.get_by_role("button", name="Launch against the live system").click()
+        live_verdict = page.locator("section.live-verdict")
+        expect(live_verdict).to_contain_text("blocked, alerted")
+        expect(live_verdict).to_contain_text("mutual-tls")
+        expect(live_verdict).to_contain_text("PG-TLS-001")
+        page.screenshot(path=str(SCREENSHOTS / "05-live-attack.png"), full_page=True)
+        alert_link = (
+            live_verdict.get_by_role("row").filter(has_text="PG-TLS-001").get_by_role("link")
+        )
+        alert_link.first.click()
+        expect(page.locator("h1")).to_contain_text("Device connection refused")
+        expect(page.get_by_role("cell", name="pki.tls.unknown_ca").first).to_be_visible()
+        page.screenshot(path=str(SCREENSHOTS / "06-live-alert.png"), full_page=True)
+
+        page.get_by_role("link", name="Alerts", exact=True).click()
         alert_row = page.get_by_role("row").filter(has_text="Repeated failed logins")
         for _ in range(40):
             if alert_row.count():
@@ -183,7 +155,7 @@ def test_log_in_see_fleet_approve_attack_and_alert(live: Stack, tmp_path: Path) 
             page.wait_for_timeout(250)
             page.reload()
         expect(alert_row.first).to_be_visible()
-        page.screenshot(path=str(SCREENSHOTS / "05-alerts.png"), full_page=True)
+        page.screenshot(path=str(SCREENSHOTS / "07-alerts.png"), full_page=True)
         alert_row.first.get_by_role("link").first.click()
         page.get_by_role("button", name="Acknowledge").click()
         expect(page.locator("#alert-state")).to_have_text("acknowledged")

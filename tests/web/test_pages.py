@@ -315,6 +315,17 @@ def test_the_attack_launcher_runs_both_profiles_in_the_lab(
     assert unknown.status_code == 422 and "unknown attack" in unknown.text
 
 
+def test_live_attacks_are_refused_where_the_server_does_not_enable_them(
+    server: Store, web: TestClient, clock: VirtualClock
+) -> None:
+    as_role(server, web, clock, Role.SECURITY_ANALYST)
+    page = web.get("/attacks")
+    assert "Live attacks are off on this server" in page.text
+    assert 'action="/attacks/live"' not in page.text
+    refused = post_form(web, "/attacks", "/attacks/live", attack="rogue-pump")
+    assert refused.status_code == 403 and "only `pumpguard up --demo`" in refused.text
+
+
 def test_bad_parameters_get_a_readable_page(
     server: Store, web: TestClient, clock: VirtualClock
 ) -> None:
@@ -342,3 +353,14 @@ def test_the_stylesheet_is_served_from_the_package(web: TestClient) -> None:
     css = web.get("/static/dashboard.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     assert ":focus-visible" in css.text
+
+
+def test_the_page_table_of_the_docs_names_each_menu_page_permission() -> None:
+    from pathlib import Path
+
+    from pumpguard.web._pages import NAV
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "dashboard.md").read_text()
+    for item in NAV:
+        row = next(line for line in doc.splitlines() if line.startswith(f"| `{item.href}`"))
+        assert f"| `{item.permission}` |" in row, row

@@ -1,17 +1,21 @@
-"""``pumpguard lab``: composed simulations measured end to end (``lab detect``)."""
+"""``pumpguard lab``: composed simulations measured end to end (``lab run``, ``lab detect``)."""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pumpguard.cli.common import fail, out
 from pumpguard.lab.detection import DetectConfig, DetectError, DetectReport, run_detection
+from pumpguard.lab.evaluation import LabConfig, LabError, LabResults, parse_profiles, run_lab
+from pumpguard.lab.evaluation_report import write_report
 from pumpguard.link import LinkProfile
 
 app = typer.Typer(no_args_is_help=True, help="Composed simulations, measured end to end.")
@@ -20,6 +24,126 @@ app = typer.Typer(no_args_is_help=True, help="Composed simulations, measured end
 @app.callback()
 def _lab() -> None:
     """Composed simulations, measured end to end."""
+
+
+@app.command("run")
+def run_command(
+    profile: Annotated[str, typer.Option("--profile", help="legacy, secure or both.")] = "both",
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Directory for report.html and results.json.")
+    ] = Path("lab-report"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every trial and of the fleet.")] = 1,
+    attack: Annotated[
+        list[str] | None,
+        typer.Option("--attack", help="Only this catalogue entry (repeat for more)."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Processes (default: CPUs, at most 2).")
+    ] = None,
+    fleet: Annotated[
+        bool,
+        typer.Option(
+            "--fleet/--no-fleet",
+            help="Also run normal life (insulin cohort, hospital ward) for the fleet and "
+            "detection summaries.",
+        ),
+    ] = True,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Also print results.json to stdout (no progress).")
+    ] = False,
+) -> None:
+    """Run the whole attack catalogue against the legacy and/or secure profile (insulin
+    patients and a hospital ward in virtual time), measure what was blocked, detected and what
+    it did to the patients, and write a self-contained report.html and results.json."""
+    try:
+        profiles = parse_profiles(profile)
+    except LabError as exc:
+        raise fail(f"--profile: {exc}", 2) from None
+    if workers is None:
+        workers = max(1, min(2, os.cpu_count() or 1))
+    if not 1 <= workers <= 64:
+        raise fail(f"--workers must be between 1 and 64, got {workers}", 2)
+    try:
+        config = LabConfig(profiles, seed, tuple(attack) if attack else None, workers, fleet)
+    except LabError as exc:
+        raise fail(str(exc), 2) from None
+    _writable(out_dir)
+    if as_json:
+        results = run_lab(config)
+    else:
+        columns = (
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=out, transient=True) as progress:
+            task = progress.add_task("starting", total=None)
+
+            def advance(done: int, total: int, label: str) -> None:
+                progress.update(task, completed=done, total=total, description=label)
+
+            results = run_lab(config, advance)
+    try:
+        html_path, json_path = write_report(results, out_dir)
+    except OSError as exc:
+        raise fail(f"cannot write the report to {out_dir}: {exc.strerror or exc}", 2) from None
+    if as_json:
+        typer.echo(json_path.read_text(encoding="utf-8"), nl=False)
+        return
+    _print_run(results, html_path, json_path)
+
+
+def _writable(directory: Path) -> None:
+    """Fail before an expensive run if the report cannot be written there."""
+    if directory.exists() and not directory.is_dir():
+        raise fail(f"--out {directory} exists and is not a directory", 2)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".pumpguard-write-test-"):
+            pass
+    except OSError as exc:
+        raise fail(f"--out {directory} is not writable: {exc.strerror or exc}", 2) from None
+
+
+_STYLE = {"succeeded": "bold red", "succeeded, detected": "yellow", "blocked": "green"}
+
+
+def _print_run(results: LabResults, html_path: Path, json_path: Path) -> None:
+    profiles = [str(p) for p in results.config.profiles]
+    table = Table("attack", "system", *(f"{p}" for p in profiles), title="attack matrix")
+    for entry in results.entries:
+        cells = []
+        for p in profiles:
+            row = results.row(entry.name, p)
+            text = str(row.outcome)
+            if row.result.blocked_by:
+                text += f" ({row.result.blocked_by})"
+            if row.detected:
+                text += f", ttd {row.time_to_detect_s:.0f} s"
+            cells.append(f"[{_STYLE[str(row.outcome)]}]{text}[/]")
+        table.add_row(entry.name, str(entry.system), *cells)
+    out.print(table)
+    for s in results.summaries():
+        out.print(
+            f"[bold]{s.profile}[/]: {s.succeeded} of {s.attacks} succeeded, {s.blocked} blocked, "
+            f"{s.detected} detected; +{s.hypo_minutes_added} min below 54 mg/dL, "
+            f"{s.overdosed} hospital overdoses",
+            highlight=False,
+        )
+    for f in results.fleet:
+        overall = f.overall()
+        out.print(
+            f"normal life, {f.config.profile}: detection_rate {overall['detection_rate']} over "
+            f"{overall['attack_instances']} instances, false_alerts_per_device_day "
+            f"{overall['false_alerts_per_device_day']}",
+            highlight=False,
+        )
+    out.print(
+        f"CSF subcategories exercised: {', '.join(c.subcategory for c in results.csf) or '-'}"
+    )
+    out.print(f"wall time {results.wall_time_s:.1f} s", highlight=False)
+    out.print(f"report: {html_path}\nresults: {json_path}", highlight=False)
 
 
 @app.command()

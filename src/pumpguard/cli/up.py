@@ -66,21 +66,29 @@ def _announce(stack: Stack) -> None:
             highlight=False,
             soft_wrap=True,
         )
-        if ward.admin is not None:
+        accounts = (
+            ("demo admin", ward.admin_username, ward.admin),
+            ("demo analyst", ward.analyst_username, ward.analyst),
+        )
+        for label, username, created in accounts:
+            if created is None:
+                out.print(
+                    f"  {label:<14} {username} (its credentials were printed when it was created)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                continue
             out.print(
-                f"  demo admin     username [bold]{ward.admin.username}[/]  password "
-                f"[bold]{ward.admin.password}[/]",
+                f"  {label:<14} username [bold]{created.username}[/]  password "
+                f"[bold]{created.password}[/]",
                 highlight=False,
                 soft_wrap=True,
             )
-            out.print(f"  demo admin TOTP {ward.admin.totp_uri}", highlight=False, soft_wrap=True)
+            out.print(f"  {'':<14} TOTP {created.totp_uri}", highlight=False, soft_wrap=True)
+        if ward.admin is not None or ward.analyst is not None:
             out.print(
-                "  (shown once: these are stored nowhere in clear)", highlight=False, soft_wrap=True
-            )
-        else:
-            out.print(
-                f"  demo admin     {ward.admin_username} (its credentials were printed when "
-                "it was created)",
+                "  (shown once: stored nowhere in clear; the analyst may launch live attacks; "
+                "a TOTP code: pumpguard admin totp --uri URI)",
                 highlight=False,
                 soft_wrap=True,
             )

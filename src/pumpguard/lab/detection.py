@@ -55,8 +55,10 @@ __all__ = [
     "PatientRun",
     "PlannedAttack",
     "RunAlerts",
+    "active_minutes",
     "attribute",
     "insulin_attacks",
+    "observe",
     "plan_attacks",
     "run_detection",
     "run_hospital",
@@ -82,6 +84,11 @@ _ACTIVE_MINUTES: dict[str, int] = {
 30 boluses a minute; pairing-mitm's legacy bolus 10 minutes after the pairing). The rest act
 at launch."""
 _CONTROLLER = "controller"
+
+
+def active_minutes(name: str) -> int:
+    """How long the insulin attack ``name`` acts after its launch (0: it acts at launch)."""
+    return _ACTIVE_MINUTES.get(name, 0)
 
 
 class DetectError(ValueError):
@@ -348,7 +355,7 @@ def plan_attacks(
     out: list[PlannedAttack] = []
     free_from = _PREPARE_MIN
     for day, name in zip(range(days), names, strict=False):
-        active = _ACTIVE_MINUTES.get(name, 0)
+        active = active_minutes(name)
         lo = max(day * MINUTES_PER_DAY, free_from)
         hi = min((day + 1) * MINUTES_PER_DAY, days * MINUTES_PER_DAY) - (
             active + ATTRIBUTION_WINDOW_MIN
@@ -419,7 +426,7 @@ def run_patient(job: PatientRun) -> RunAlerts:
         loop.run_until(planned.until_ms // MS_PER_MINUTE)
         _leave(loop, hooks)
     loop.run()
-    return _observe(loop, job.patient, bool(job.plan))
+    return observe(loop, job.patient, bool(job.plan))
 
 
 def _leave(loop: LinkedLoop, hooks: list[MinuteHook]) -> None:
@@ -430,7 +437,7 @@ def _leave(loop: LinkedLoop, hooks: list[MinuteHook]) -> None:
     loop.hooks[:] = hooks
 
 
-def _observe(loop: LinkedLoop, patient: str, attacked: bool) -> RunAlerts:
+def observe(loop: LinkedLoop, patient: str, attacked: bool) -> RunAlerts:
     """Hand the run's events and telemetry to the monitor, merged in time order."""
     detections: list[Detection] = []
     monitor = Monitor(on_detection=detections.append)

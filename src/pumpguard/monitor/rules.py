@@ -18,7 +18,7 @@ from enum import StrEnum
 from pumpguard.monitor.detections import MAX_EVIDENCE, Detection
 from pumpguard.security_events import Component, SecurityEvent, Severity
 
-__all__ = ["GroupBy", "Rule", "RuleEngine", "RuleError"]
+__all__ = ["GroupBy", "Rule", "RuleEngine", "RuleError", "peer_host"]
 
 _RULE_ID = re.compile(r"^PG-[A-Z][A-Z0-9]*-\d{3}$")
 _TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
@@ -72,8 +72,24 @@ class Rule:
         if self.group_by is GroupBy.DEVICE:
             return event.device_id
         if self.group_by is GroupBy.PEER:
-            return event.peer
+            return peer_host(event.peer)
         return None
+
+
+_HOST_PORT = re.compile(r"\[(?P<v6>[0-9A-Fa-f:.]+)\]:\d{1,5}|(?P<host>[^:\[\]]+):\d{1,5}")
+
+
+def peer_host(peer: str | None) -> str | None:
+    """The host of a network peer written ``host:port`` or ``[v6]:port``; other peers (a radio
+    address, ``pump:ID``, a certificate subject) as they are. Counting per peer means per
+    attacking host: each TCP connection comes from a new source port, so counting per
+    ``host:port`` would never reach a threshold."""
+    if peer is None:
+        return None
+    found = _HOST_PORT.fullmatch(peer)
+    if found is None:
+        return peer
+    return found.group("v6") or found.group("host")
 
 
 DetectionListener = Callable[[Detection], None]

@@ -2,9 +2,11 @@
 
 Least privilege: each endpoint requires exactly one ``Permission`` and each role holds only the
 permissions its job needs, so the role x endpoint matrix can be generated from this table and
-the routes (``tests/server/test_authorisation_matrix.py``). Administrators manage accounts and
+the routes (``tests/server/test_http_api.py``). Administrators manage accounts and
 read the audit log; they do not move pumps through their life cycle (biomedical engineering
-does), so one stolen admin session cannot also decommission the fleet.
+does), so one stolen admin session cannot also decommission the fleet. Launching attacks at
+the live system (``attacks.launch``) is the security analyst's alone: it locks accounts and
+raises alerts, so it is not folded into any broader permission.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class Permission(StrEnum):
     ALERTS_READ = "alerts.read"
     ALERTS_MANAGE = "alerts.manage"
     ORDERS_READ = "orders.read"
+    RISK_READ = "risk.read"
+    ATTACKS_LAUNCH = "attacks.launch"
 
 
 _EVERYONE = frozenset({Permission.OWN_SESSION, Permission.PUMPS_READ, Permission.LIBRARY_READ})
@@ -59,6 +63,7 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
             Permission.ASSETS_MANAGE,
             Permission.LIBRARY_DEPLOY,
             Permission.ALERTS_READ,
+            Permission.RISK_READ,
         },
         Role.SECURITY_ANALYST: _EVERYONE
         | {
@@ -69,6 +74,8 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
             Permission.AUDIT_VERIFY,
             Permission.ALERTS_READ,
             Permission.ALERTS_MANAGE,
+            Permission.RISK_READ,
+            Permission.ATTACKS_LAUNCH,
         },
         Role.ADMIN: _EVERYONE
         | {
@@ -78,6 +85,7 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
             Permission.AUDIT_READ,
             Permission.AUDIT_VERIFY,
             Permission.ALERTS_READ,
+            Permission.RISK_READ,
         },
     }
 )

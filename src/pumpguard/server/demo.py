@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEMO_ADMIN",
+    "DEMO_ANALYST",
     "DemoWard",
     "WardBed",
     "demo_beds",
@@ -60,6 +61,9 @@ __all__ = [
 ]
 
 DEMO_ADMIN = "demo-admin"
+DEMO_ANALYST = "demo-analyst"
+"""A security analyst: the demo's live attack launcher needs ``attacks.launch``, which an admin
+does not hold."""
 _AREAS = (("ICU", 1, 8), ("Med-Surg", 9, 16), ("Oncology", 17, 24))
 _IDLE = range(1, 5)
 _MINUTE_MS = 60_000
@@ -82,6 +86,9 @@ class DemoWard:
     roster: Path
     admin_username: str
     admin: NewUserCredentials | None
+    analyst: NewUserCredentials | None = None
+    """None when the account already existed (its credentials were printed then)."""
+    analyst_username: str = DEMO_ANALYST
     pumps: list[SimulatedPump] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -198,7 +205,8 @@ def _start(pump: SimulatedPump, bed: WardBed) -> None:
 
 
 async def start_demo_ward(stack: Stack) -> DemoWard:
-    """Provision the ward, create the demo admin, and start the 24 pumps on ``stack``."""
+    """Provision the ward, create the demo admin and analyst, and start the 24 pumps on
+    ``stack``."""
     library = load_library(EXAMPLE_LIBRARY)
     beds = demo_beds()
     directories: dict[str, Path] = {}
@@ -206,7 +214,8 @@ async def start_demo_ward(stack: Stack) -> DemoWard:
         directories[bed.pump] = await asyncio.to_thread(
             stack.provision_device, bed.pump, "lvp", location=bed.care_area
         )
-    admin = await asyncio.to_thread(_create_admin, stack)
+    admin = await asyncio.to_thread(_create_account, stack, DEMO_ADMIN, Role.ADMIN)
+    analyst = await asyncio.to_thread(_create_account, stack, DEMO_ANALYST, Role.SECURITY_ANALYST)
     roster = stack.data_dir.resolve() / "demo" / "ward.json"
     roster.parent.mkdir(parents=True, exist_ok=True)
     roster.write_text(
@@ -223,7 +232,7 @@ async def start_demo_ward(stack: Stack) -> DemoWard:
         + "\n",
         encoding="utf-8",
     )
-    ward = DemoWard(beds, library, roster, DEMO_ADMIN, admin)
+    ward = DemoWard(beds, library, roster, DEMO_ADMIN, admin, analyst)
     await publish_demo_library(stack, EXAMPLE_LIBRARY.read_bytes())
     clock = SystemClock()
     host = stack.mqtt_host
@@ -265,11 +274,11 @@ def _workload(stack: Stack, bed: WardBed) -> Callable[[SimulatedPump], None] | N
     return bedside_nurse(stack.config.ehr.nurse, ward)
 
 
-def _create_admin(stack: Stack) -> NewUserCredentials | None:
+def _create_account(stack: Stack, username: str, role: Role) -> NewUserCredentials | None:
     try:
         with stack.store.transaction() as session:
             return UserService(session, stack.store.ctx).create_user(
-                DEMO_ADMIN, Role.ADMIN, "pumpguard-up-demo"
+                username, role, "pumpguard-up-demo"
             )
     except AlreadyExists:
         return None

@@ -68,8 +68,8 @@ NAV = (
     NavItem("Drug library", "/library", Permission.LIBRARY_READ),
     NavItem("Orders", "/orders", Permission.ORDERS_READ),
     NavItem("Audit log", "/audit", Permission.AUDIT_READ),
-    NavItem("Risk", "/risk", Permission.ASSETS_READ),
-    NavItem("Attacks", "/attacks", Permission.ALERTS_MANAGE),
+    NavItem("Risk", "/risk", Permission.RISK_READ),
+    NavItem("Attacks", "/attacks", Permission.ATTACKS_LAUNCH),
 )
 
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, RedirectResponse
 
+from pumpguard.lab.live_attacks import LiveAttackResult
 from pumpguard.monitor.alerts import AlertState
 from pumpguard.server.alert_store import AlertQuery, AlertStore
 from pumpguard.server.api.deps import peer_of, store_of
@@ -22,7 +23,14 @@ from pumpguard.server.ingest import IngestService
 from pumpguard.server.library_authoring import LibraryAuthoring, VersionState
 from pumpguard.server.orders import OrderService, OrderStatus
 from pumpguard.server.users import LOGIN_REFUSED, UserService
-from pumpguard.web._attacks import attack_rows, launch
+from pumpguard.web._attacks import (
+    LIVE_OFF,
+    Launch,
+    attack_rows,
+    launch,
+    launch_live_attack,
+    live_rows,
+)
 from pumpguard.web._charts import bar_chart
 from pumpguard.web._pages import Call, read_form, serve, to_login
 from pumpguard.web._render import SECURITY_HEADERS, render, stylesheet
@@ -404,7 +412,7 @@ async def risk(request: Request) -> Response:
     def view(call: Call) -> Response:
         return call.render("risk.html", risk=risk_view(call.request.app))
 
-    return await serve(request, Permission.ASSETS_READ, view, after_commit=True)
+    return await serve(request, Permission.RISK_READ, view, after_commit=True)
 
 
 @router.get("/risk/report")
@@ -415,7 +423,7 @@ async def risk_report(request: Request) -> Response:
             raise InvalidInput(found.problem or "no risk report")
         return Response(found.report_html, media_type="text/html", headers=SECURITY_HEADERS)
 
-    return await serve(request, Permission.ASSETS_READ, view, after_commit=True)
+    return await serve(request, Permission.RISK_READ, view, after_commit=True)
 
 
 # ---------------------------------------------------------------- attack launcher
@@ -424,15 +432,37 @@ async def risk_report(request: Request) -> Response:
 @router.get("/attacks")
 async def attacks(request: Request) -> Response:
     def view(call: Call) -> Response:
-        return call.render("attacks.html", catalogue=attack_rows(), launched=None)
+        return _attacks_page(call)
 
-    return await serve(request, Permission.ALERTS_MANAGE, view)
+    return await serve(request, Permission.ATTACKS_LAUNCH, view)
+
+
+def _attacks_page(
+    call: Call, launched: Launch | None = None, live: LiveAttackResult | None = None
+) -> Response:
+    return call.render(
+        "attacks.html",
+        catalogue=attack_rows(),
+        launched=launched,
+        live_attacks=live_rows(call.request.app),
+        live_off=LIVE_OFF,
+        live=live,
+    )
 
 
 @router.post("/attacks/run")
 async def run_attack(request: Request) -> Response:
     def view(call: Call) -> Response:
         launched = launch(call.text("attack", required=True, limit=80).strip())
-        return call.render("attacks.html", catalogue=attack_rows(), launched=launched)
+        return _attacks_page(call, launched=launched)
 
-    return await serve(request, Permission.ALERTS_MANAGE, view, after_commit=True)
+    return await serve(request, Permission.ATTACKS_LAUNCH, view, after_commit=True)
+
+
+@router.post("/attacks/live")
+async def run_live_attack(request: Request) -> Response:
+    def view(call: Call) -> Response:
+        name = call.text("attack", required=True, limit=80).strip()
+        return _attacks_page(call, live=launch_live_attack(call.request.app, name))
+
+    return await serve(request, Permission.ATTACKS_LAUNCH, view, after_commit=True)

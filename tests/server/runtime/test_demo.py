@@ -7,8 +7,8 @@ from pathlib import Path
 
 from tests.server.runtime.support import run, running_stack, wait_stored
 
-from pumpguard.server import AssetService, AssetState, IngestService, UserService
-from pumpguard.server.demo import DEMO_ADMIN, demo_beds
+from pumpguard.server import AssetService, AssetState, IngestService, Role, UserService
+from pumpguard.server.demo import DEMO_ADMIN, DEMO_ANALYST, demo_beds
 
 
 def test_the_demo_ward_layout() -> None:
@@ -39,7 +39,11 @@ def test_the_demo_ward_reports_through_the_broker(tmp_path: Path) -> None:
                 b.pump: (AssetState.IN_SERVICE, b.care_area) for b in ward.beds
             }
             assert len(statuses) == 24 and all(s.connected for s in statuses)
-            assert [u.username for u in users] == [DEMO_ADMIN]
+            assert sorted((u.username, u.role) for u in users) == [
+                (DEMO_ADMIN, Role.ADMIN),
+                (DEMO_ANALYST, Role.SECURITY_ANALYST),
+            ]
+            assert ward.analyst is not None and ward.analyst.username == DEMO_ANALYST
             roster = json.loads(ward.roster.read_text())
             assert roster["beds"][0] == {
                 "pump": "PUMP-0001",
@@ -48,6 +52,7 @@ def test_the_demo_ward_reports_through_the_broker(tmp_path: Path) -> None:
                 "busy": False,
             }
         async with running_stack(data_dir, None, demo=True) as again:
-            assert again.demo is not None and again.demo.admin is None  # created once
+            assert again.demo is not None  # each account is created once
+            assert again.demo.admin is None and again.demo.analyst is None
 
     run(scenario(), timeout_s=180)

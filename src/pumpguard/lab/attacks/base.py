@@ -43,6 +43,7 @@ __all__ = [
     "Attack",
     "AttackResult",
     "CatalogueAttack",
+    "GlucoseTrace",
     "Harm",
     "InfusionHarm",
     "System",
@@ -304,14 +305,26 @@ class AttackResult:
         }
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class GlucoseTrace:
+    """The glucose of an insulin trial's attacked run and of its twin, one value a minute from
+    the run's start, kept so a report can draw the attack's clinical effect without re-running."""
+
+    attacked_bg: FloatArray
+    twin_bg: FloatArray
+    attack_minute: int
+
+
 @dataclass(frozen=True, slots=True)
 class Trial:
     """One run of one attack instance: its result, every security event of the attacked run
-    in emission order, and the ones the attack caused (what ``logged`` and ``events`` count)."""
+    in emission order, and the ones the attack caused (what ``logged`` and ``events`` count).
+    Insulin trials also carry the glucose ``trace``; hospital trials carry None."""
 
     result: AttackResult
     events: tuple[SecurityEvent, ...]
     caused: tuple[SecurityEvent, ...]
+    trace: GlucoseTrace | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +412,13 @@ class Attack(CatalogueAttack):
         """After the run: did the attacker reach the goal? Measured, never assumed."""
 
     def trial(self, profile: LinkProfile, patient: str = DEFAULT_PATIENT, seed: int = 1) -> Trial:
+        return self.play(profile, patient, seed)[0]
+
+    def play(
+        self, profile: LinkProfile, patient: str = DEFAULT_PATIENT, seed: int = 1
+    ) -> tuple[Trial, LinkedLoop]:
+        """``trial``, and the attacked loop after the run, for callers that observe more of it
+        (the monitor's telemetry in ``lab.evaluation``)."""
         config = self.config(profile, patient, seed)
         twin = twin_run(config)
         loop = LinkedLoop(config)
@@ -427,7 +447,7 @@ class Attack(CatalogueAttack):
             codes,
             sum(1 for c in loop.radio.foreign() if c.result.accepted),
         )
-        return Trial(result, events, caused)
+        return Trial(result, events, caused, GlucoseTrace(loop.bg, twin.bg, ATTACK_MINUTE)), loop
 
     def _blocked_by(self, loop: LinkedLoop, codes: tuple[str, ...]) -> str | None:
         """The control that stopped it: the one this entry names if its events show it, else
