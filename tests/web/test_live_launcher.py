@@ -21,6 +21,7 @@ from tests.web.support import csrf_of
 
 from pumpguard.server import Role
 from pumpguard.server.alert_store import AlertStore
+from pumpguard.server.audit import AuditAction
 from pumpguard.server.runtime import Stack
 
 _ALERT_LINK = re.compile(r'<a href="/alerts/([A-Za-z0-9-]+)">')
@@ -81,6 +82,12 @@ def test_the_analyst_launches_a_live_attack_and_sees_its_alert(live: Stack) -> N
         assert stored.analytic_id == "PG-TLS-001"
         shown = browser.get(f"/alerts/{alert_ids[0]}")
         assert shown.status_code == 200 and "pki.tls.unknown_ca" in shown.text
+        with live.store.transaction() as session:
+            entries = live.store.ctx.audit(session).entries(limit=10_000)
+        launches = [e for e in entries if e.action == AuditAction.ATTACK_LAUNCHED]
+        assert [(e.actor, e.subject) for e in launches] == [("sara", "attack:rogue-pump")]
+        assert launches[0].details_dict()["blocked"] == "true"
+        assert "PG-TLS-001" in str(launches[0].details_dict()["alerts"])
 
         unknown = browser.post(
             "/attacks/live", data={"csrf": csrf_of(page.text), "attack": "no-such-attack"}

@@ -98,6 +98,9 @@ class AuditAction(StrEnum):
     FIRMWARE_ROLLOUT_HALTED = "firmware.rollout.halted"
     ALERT_ACKNOWLEDGED = "alert.acknowledged"
     ALERT_RESOLVED = "alert.resolved"
+    ATTACK_LAUNCHED = "attack.launched"
+    """A live attack launched from the dashboard at this server (``up --demo`` only): who, which,
+    and what the system did, so that its alerts are never mistaken for a real incident."""
 
 
 class AuditKeyError(Exception):

@@ -16,7 +16,7 @@ from pumpguard.lab.live_attacks import LiveAttackResult
 from pumpguard.monitor.alerts import AlertState
 from pumpguard.server.alert_store import AlertQuery, AlertStore
 from pumpguard.server.api.deps import peer_of, store_of
-from pumpguard.server.audit import verify_audit_log
+from pumpguard.server.audit import AuditAction, verify_audit_log
 from pumpguard.server.authz import Permission
 from pumpguard.server.errors import AuthenticationFailed, InvalidInput, ServerError
 from pumpguard.server.ingest import IngestService
@@ -463,6 +463,19 @@ async def run_attack(request: Request) -> Response:
 async def run_live_attack(request: Request) -> Response:
     def view(call: Call) -> Response:
         name = call.text("attack", required=True, limit=80).strip()
-        return _attacks_page(call, live=launch_live_attack(call.request.app, name))
+        result = launch_live_attack(call.request.app, name)
+        store = store_of(call.request)
+        with store.transaction() as session:  # the checks' transaction has ended (after_commit)
+            store.ctx.audit(session).append(
+                AuditAction.ATTACK_LAUNCHED,
+                call.me.username,
+                f"attack:{result.name}",
+                {
+                    "target": result.target,
+                    "blocked": str(result.blocked).lower(),
+                    "alerts": ",".join(a.analytic_id for a in result.alerts),
+                },
+            )
+        return _attacks_page(call, live=result)
 
     return await serve(request, Permission.ATTACKS_LAUNCH, view, after_commit=True)
