@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pumpguard.cli.app import app
-from pumpguard.lab.autoprogram_bench import DEFINITIONS, AutoprogramBenchConfig
+from pumpguard.lab.autoprogram_bench import DEFINITIONS, STAGES, AutoprogramBenchConfig
 
 runner = CliRunner()
 
@@ -57,3 +57,9 @@ def test_a_small_run_accounts_for_every_order() -> None:
     assert report["as_expected"] + report["not_as_expected"] == 16
     assert set(DEFINITIONS) <= set(report["definitions"])
     assert isinstance(report["target_met"], bool)
+    # The breakdown comes from the server's trail, for every order the pump pre-filled.
+    assert [name for name, _ in STAGES] == list(report["stages"])
+    for figures in report["stages"].values():
+        assert figures["orders"] == report["prefill_measured"]
+        assert figures["p50_ms"] is not None and figures["p99_ms"] >= figures["p50_ms"]
+    assert report["stages"]["ehr_to_received"]["p50_ms"] > 0

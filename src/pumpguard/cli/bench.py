@@ -661,6 +661,9 @@ def autoprogram(
     )
     for reason, count in result.refused.items():
         table.add_row(f"refused {reason}", str(count))
+    for stage in result.stages:
+        shown = ("-" if v is None else f"{v:,}" for v in (stage.p50_ms, stage.p99_ms))
+        table.add_row(f"stage {stage.name} p50 / p99 ms", " / ".join(shown))
     out.print(table)
     load = ", ".join(f"{x:.2f}" for x in result.load_average_start)
     out.print(

@@ -20,7 +20,10 @@ How the latencies are measured (all on this machine's wall clock, shared by both
 * *RRG*: stamped by the EHR when the ``RRG^O16`` frame was read on its listener. This server
   sends it once the clinician has answered at the pump, so it includes the nurse's delay
   (``confirm_after_s``, applied at the pump's 1 s tick); ``confirm_to_rrg`` is the machine's
-  part: from the firmware's delivery-start (or change, or cancel) entry to the RRG^O16.
+  part: from the firmware's delivery-start (or change, or cancel) entry to the RRG^O16;
+* *stages* (``STAGES``): each pre-filled order's time split at the server's own trail steps
+  ``received`` and ``checked`` (``ehr_order_steps``, read from the stack's database after the
+  run), so that a tail can be placed before, inside or after the server's check.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +47,7 @@ from pumpguard.clinical import PumpKind, load_library
 from pumpguard.clock import SystemClock
 from pumpguard.data import EXAMPLE_LIBRARY
 from pumpguard.devices.infusion import CommandSource, EventKind
-from pumpguard.interop import Endpoint
+from pumpguard.interop import AckCode, Endpoint, build_accept_ack, parse_ack
 from pumpguard.lab.ehr import (
     OrderFactory,
     SimulatedEhr,
@@ -56,14 +60,18 @@ from pumpguard.server.bedside import bedside_nurse
 from pumpguard.server.demo import WardBed, ward_workload
 from pumpguard.server.device_runtime import SimulatedPump, mqtt_connector
 from pumpguard.server.ehr_gateway import EhrSettings, NurseSettings
+from pumpguard.server.heap import freeze_startup_heap
+from pumpguard.server.orders import OrderService, OrderStep
 from pumpguard.server.runtime import Stack, StackConfig, StackError
 
 __all__ = [
     "DEFINITIONS",
+    "STAGES",
     "TARGET_PREFILL_P99_MS",
     "AutoprogramBenchConfig",
     "AutoprogramBenchError",
     "AutoprogramBenchResult",
+    "StageFigures",
     "run_autoprogram_bench",
 ]
 
@@ -140,10 +148,43 @@ DEFINITIONS: dict[str, str] = {
     "machine_idle_percent": "idle share of all cores during the order phase (/proc/stat)",
 }
 
+STAGES: tuple[tuple[str, str], ...] = (
+    (
+        "ehr_to_received",
+        "EHR send -> the server's 'received' trail step: TCP and TLS handshake, MLLP frame, HL7 "
+        "parse and validation (worker thread), then in the order's transaction the database "
+        "write lock, the pump's installed library, the order row and its message-id claim",
+    ),
+    (
+        "received_to_checked",
+        "'received' -> 'checked' trail steps, the rest of that transaction: placer-number check, "
+        "the pump's asset and status, check_order against the drug library",
+    ),
+    (
+        "checked_to_prefill",
+        "'checked' -> the pump firmware's pre-fill entry: commit, prefill-order command over MQTT "
+        "through the broker, the firmware's own checks",
+    ),
+)
+"""Where an order's pre-fill time goes, from the server's own trail (ehr_order_steps, wall
+clock) between the EHR's send stamp and the firmware's entry; orders that reached a pump."""
+
 NOT_MEASURED = (
     "PCA orders (the server does not pre-fill them yet), orders from several EHRs at once, "
     "pumps on other machines (all sockets are loopback), PostgreSQL (SQLite only)"
 )
+
+
+@dataclass(frozen=True)
+class StageFigures:
+    """One stage of the order-to-pre-fill path (see ``STAGES``)."""
+
+    name: str
+    definition: str
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    orders: int
 
 
 @dataclass(frozen=True)
@@ -181,6 +222,7 @@ class AutoprogramBenchResult:
     reject_probability: float
     status_interval_s: float
     security_events: dict[str, int] = field(default_factory=dict)
+    stages: tuple[StageFigures, ...] = ()
 
     @property
     def target_met(self) -> bool:
@@ -190,6 +232,16 @@ class AutoprogramBenchResult:
         figures = {name: getattr(self, name) for name in self.__dataclass_fields__}
         figures["load_average_start"] = list(self.load_average_start)
         figures["load_average_end"] = list(self.load_average_end)
+        figures["stages"] = {
+            stage.name: {
+                "p50_ms": stage.p50_ms,
+                "p99_ms": stage.p99_ms,
+                "max_ms": stage.max_ms,
+                "orders": stage.orders,
+                "definition": stage.definition,
+            }
+            for stage in self.stages
+        }
         return {
             **figures,
             "target_prefill_p99_ms": TARGET_PREFILL_P99_MS,
@@ -424,6 +476,7 @@ async def _with_ehr(
         for pump in pumps:
             await pump.stop()
         await asyncio.gather(*tasks, probe_task, return_exceptions=True)
+    trail = await asyncio.to_thread(_server_trail, stack)
     ehr_cpu = None if ehr_cpu0 is None or ehr_cpu1 is None else ehr_cpu1 - ehr_cpu0
     security = Counter(c for c in _read_events(stack.data_dir) if not c.startswith("pki.cert"))
     return _result(
@@ -434,6 +487,46 @@ async def _with_ehr(
         machine=(machine0, machine1),
         load_start=load_start,
         security=dict(security),
+        trail=trail,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Trail:
+    """When the server recorded an order as received and as checked (its trail steps)."""
+
+    received_ms: int | None
+    checked_ms: int | None
+
+
+def _server_trail(stack: Stack) -> dict[str, _Trail]:
+    """Each order's ``received`` and ``checked`` steps, by placer order number."""
+    trail: dict[str, _Trail] = {}
+    with stack.store.transaction() as session:
+        service = OrderService(session, stack.store.ctx)
+        after = 0
+        while batch := service.list_orders(after_id=after, limit=500):
+            for row in batch:
+                steps = {s.step: s.at_ms for s in service.get(row.id).trail}
+                trail.setdefault(
+                    row.placer_order_number,
+                    _Trail(steps.get(OrderStep.RECEIVED), steps.get(OrderStep.CHECKED)),
+                )
+            after = batch[-1].id
+    return trail
+
+
+def _stages(spans: dict[str, list[float]]) -> tuple[StageFigures, ...]:
+    return tuple(
+        StageFigures(
+            name,
+            definition,
+            _round(percentile(spans[name], 50)),
+            _round(percentile(spans[name], 99)),
+            _round(max(spans[name], default=None)),
+            len(spans[name]),
+        )
+        for name, definition in STAGES
     )
 
 
@@ -527,10 +620,12 @@ def _result(
     machine: tuple[tuple[int, int] | None, tuple[int, int] | None],
     load_start: tuple[float, float, float],
     security: dict[str, int],
+    trail: dict[str, _Trail],
 ) -> AutoprogramBenchResult:
     records: list[dict[str, Any]] = list(done["orders"])
     summary: dict[str, Any] = dict(done["summary"])
     prefill, rrg, ack, back = [], [], [], []
+    spans: dict[str, list[float]] = {name: [] for name, _ in STAGES}
     wrong: Counter[str] = Counter()
     examples: list[str] = []
     for record in records:
@@ -538,6 +633,11 @@ def _result(
         at = probe.prefilled.get(str(record["placer"]))
         if at is not None:
             prefill.append(at - sent)
+            steps = trail.get(str(record["placer"]))
+            if steps is not None and steps.received_ms is not None and steps.checked_ms is not None:
+                spans["ehr_to_received"].append(steps.received_ms - sent)
+                spans["received_to_checked"].append(float(steps.checked_ms - steps.received_ms))
+                spans["checked_to_prefill"].append(float(at - steps.checked_ms))
         if record["rrg_at_ms"] is not None:
             rrg.append(float(record["rrg_at_ms"]) - sent)
             decided = probe.decided.get(str(record["placer"]))
@@ -591,6 +691,7 @@ def _result(
         reject_probability=config.reject_probability,
         status_interval_s=config.status_interval_s,
         security_events=security,
+        stages=_stages(spans),
     )
 
 
@@ -620,6 +721,8 @@ async def _serve_ehr(spec: dict[str, Any]) -> dict[str, Any]:
             print(json.dumps({"progress": f"{sent[0]} orders sent"}), flush=True)
 
     async with ehr:
+        await asyncio.to_thread(_warm_up_hl7)
+        freeze_startup_heap()  # as the server does: no full GC pause in the EHR's stamps
         print(json.dumps({"listening": ehr.listen_port}), flush=True)
         await asyncio.to_thread(sys.stdin.readline)
         run = await run_orders(
@@ -635,6 +738,12 @@ async def _serve_ehr(spec: dict[str, Any]) -> dict[str, Any]:
             seed=int(spec["seed"]),
         )
     return {"summary": run.summary(), "orders": [r.as_dict() for r in run.records]}
+
+
+def _warm_up_hl7() -> None:
+    """hl7apy loads its v2.6 structures on first use (over a second): before the first order,
+    not inside its latency."""
+    parse_ack(build_accept_ack(AckCode.CA, "WARM-UP", control_id="WARM-UP", now=datetime.now(UTC)))
 
 
 def serve_main(argv: list[str]) -> int:

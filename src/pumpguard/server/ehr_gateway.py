@@ -10,8 +10,10 @@ The path of one order (docs/interop.md has the diagram and the codes):
    (a replay is decided by the database, so it survives a restart), and only then answered
    ``ACK^O15`` CA on the same connection; a malformed one is answered CE/CR and goes no further;
 3. ``check_order`` judges it against what the server knows of the pump (asset, connection,
-   last status, open order, patient) and the drug library; a refusal is answered ``RRG^O16``
-   AE/AR with its ERR-5 code;
+   last status, open order, patient) and the drug library **installed on that pump** (the
+   version its status reports, as approved on this server); when that library is not known
+   the configured one is used and the trail, the audit and a library-related refusal say so;
+   a refusal is answered ``RRG^O16`` AE/AR with its ERR-5 code;
 4. an accepted order is sent to the pump as a ``prefill-order`` command; the pump re-checks it
    against its own library and only pre-fills: **nothing starts until a clinician confirms at
    the pump** (the firmware refuses a remote start);
@@ -91,8 +93,9 @@ from pumpguard.interop.adapters import PUMP_STATUS
 from pumpguard.interop.codes import Mdc
 from pumpguard.pki import CertKind, client_tls_context, reload_crl, server_tls_context
 from pumpguard.server.assets import AssetKind, AssetService
-from pumpguard.server.errors import NotFound
+from pumpguard.server.errors import NotFound, ServerError
 from pumpguard.server.ingest import IngestService
+from pumpguard.server.library_authoring import LibraryAuthoring
 from pumpguard.server.lifecycle import ADMITTED_STATES
 from pumpguard.server.orders import (
     OrderService,
@@ -129,6 +132,22 @@ _SWEEP_S = 1.0
 _MAX_QUEUED_REPORTS = 10_000
 _ALARMS_BY_TEXT = {kind.text: kind for kind in AlarmKind}
 _ALARMS_BY_CODE = {kind.mdc_code: kind for kind in AlarmKind if kind.mdc_code is not None}
+_LIBRARY_FINDINGS = frozenset(
+    {
+        AppError.OUT_OF_RANGE,
+        AppError.INVALID_UNITS,
+        AppError.UNITS_MISMATCH,
+        AppError.NO_LIBRARY_MATCH,
+        AppError.WEIGHT_MISMATCH,
+        AppError.EXCEEDS_MAXIMUM,
+        AppError.CARE_AREA_MISMATCH,
+        AppError.HARD_LIMIT,
+        AppError.LOCKOUT_MISSING,
+        AppError.DOSE_LIMIT_MISSING,
+    }
+)
+"""Refusals that depend on the library's content: under a fallback library, their reason
+(ERR-8) says which library decided."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +179,10 @@ class EhrSettings:
     ``mllp_port`` 0 picks a free port (``Stack.ehr.port`` tells which). Without
     ``ehr_endpoint`` (``mllps://host:port``) orders are still processed and recorded, but no
     ``RRG^O16`` or report is sent. ``legacy`` accepts plain MLLP and sends ``mllp://``, the
-    attack surface of cleartext interfaces, never a default. ``library`` None checks orders
-    against the example library, the one the demo pumps run."""
+    attack surface of cleartext interfaces, never a default. Orders are checked against the
+    library the target pump reports installed (an approved version of this server, or
+    ``library`` when the versions match); ``library`` (None: the example library, the one the
+    demo pumps run) is also the fallback when the pump's library is not known."""
 
     mllp_port: int = 0
     ehr_endpoint: str | None = None
@@ -220,6 +241,24 @@ class _OpenOrder:
     prefilled: bool = False
     edited: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass(frozen=True, slots=True)
+class _LibraryChoice:
+    """The library an order is checked against; ``installed`` False when it is the fallback
+    because the pump's own library is not known here. ``note`` says which, for the trail."""
+
+    library: DrugLibrary
+    installed: bool
+    note: str
+
+
+@dataclass(slots=True)
+class _Report:
+    """An IPEC, ACM or DEC report waiting to be sent: built once, when its turn comes."""
+
+    build: Callable[[], str]
+    text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +334,7 @@ class EhrGateway:
         self._stack = stack
         self.settings = settings
         self.library = settings.library or load_library(EXAMPLE_LIBRARY)
+        self._libraries: dict[int, DrugLibrary] = {}
         self._receiver = PivReceiver(events=stack.events, id_prefix="PG")
         self._endpoint = (
             Endpoint.parse(settings.ehr_endpoint) if settings.ehr_endpoint is not None else None
@@ -313,7 +353,7 @@ class EhrGateway:
         self._alarm_starts: dict[tuple[str, str], str] = {}
         self._patients: dict[str, str] = {}
         self._inbox: asyncio.Queue[Sequence[DeviceMessage]] = asyncio.Queue()
-        self._reports: deque[str] = deque(maxlen=_MAX_QUEUED_REPORTS)
+        self._reports: deque[_Report] = deque(maxlen=_MAX_QUEUED_REPORTS)
         self._reports_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -430,13 +470,14 @@ class EhrGateway:
         ctx = self._stack.store.ctx
         with self._stack.store.transaction() as session:
             service = OrderService(session, ctx)
-            stored = service.record(order, text, peer)
+            choice = self._library_for(session, order.pump_id, view)
+            stored = service.record(order, text, peer, choice.note)
             placer_seen = service.placer_seen(order)
             status = self._pump_status(session, order, view, reserved)
             max_age = self.settings.max_order_age_s
             context = OrderContext(
                 pumps={} if status is None else {order.pump_id: status},
-                library=self.library,
+                library=choice.library,
                 now=datetime.now(UTC),
                 max_order_age=None if max_age is None else timedelta(seconds=max_age),
                 seen_control_ids=frozenset({order.control_id}) if stored.replayed else frozenset(),
@@ -444,7 +485,7 @@ class EhrGateway:
                     frozenset({order.placer_order_number}) if placer_seen else frozenset()
                 ),
             )
-            verdict = check_order(order, context)
+            verdict = _noted(check_order(order, context), choice)
             if verdict.accepted and not isinstance(verdict.programme, ContinuousProgramme):
                 verdict = OrderVerdict(_pca_not_supported())
             accepted = service.checked(stored.order_id, order, verdict)
@@ -462,8 +503,10 @@ class EhrGateway:
     async def _after_check(self, pending: _OpenOrder, admitted: _Admitted) -> None:
         order = pending.order
         if not admitted.accepted:
-            rrg = self._receiver.application_ack(order, admitted.verdict, pending.peer)
-            await self._deliver_rrg(pending.order_id, rrg)
+            verdict, peer = admitted.verdict, pending.peer
+            await self._deliver_rrg(
+                pending.order_id, lambda: self._receiver.application_ack(order, verdict, peer)
+            )
             return
         programme = admitted.verdict.programme
         assert isinstance(programme, ContinuousProgramme)
@@ -495,6 +538,47 @@ class EhrGateway:
     def _write(self, action: Callable[[OrderService], object]) -> None:
         with self._stack.store.transaction() as session:
             action(OrderService(session, self._stack.store.ctx))
+
+    def _library_for(
+        self, session: Session, pump_id: str, view: _PumpView | None
+    ) -> _LibraryChoice:
+        """The library installed on the pump, by the version its last status reported (or the
+        stored one): an approved version of this server's library, else the configured
+        library if its version matches; otherwise the configured library as a fallback."""
+        ctx = self._stack.store.ctx
+        fallback = self.library
+        reported = view.library_version if view is not None else None
+        if reported is None:
+            with contextlib.suppress(NotFound):
+                reported = IngestService(session, ctx).status(pump_id).library_version
+        version = int(reported) if reported is not None and reported.isdecimal() else None
+        if version is None:
+            return _LibraryChoice(
+                fallback,
+                False,
+                f"checked against the configured library {_named(fallback)}: the library "
+                f"installed on {pump_id} is not known",
+            )
+        library = self._libraries.get(version)
+        problem = f"this server holds no approved v{version}"
+        if library is None:
+            try:
+                library = LibraryAuthoring(session, ctx).approved(version).library
+                self._libraries[version] = library  # an approved version never changes
+            except ServerError as exc:  # none, not approved, or altered since its approval
+                problem = str(exc)
+                if fallback.version == version:
+                    library = fallback
+        if library is None:
+            return _LibraryChoice(
+                fallback,
+                False,
+                f"checked against the configured library {_named(fallback)}: {pump_id} "
+                f"reports library v{version} and {problem}",
+            )
+        return _LibraryChoice(
+            library, True, f"checked against {_named(library)}, installed on {pump_id}"
+        )
 
     def _pump_status(
         self, session: Session, order: InfusionOrder, view: _PumpView | None, reserved: bool
@@ -704,8 +788,11 @@ class EhrGateway:
                 self._active[event.device_id] = _ActiveOrder(
                     pending.order_id, order.placer_order_number, order.patient_id
                 )
-                rrg = self._receiver.outcome_ack(order, None)
-                self._spawn(self._deliver_rrg(pending.order_id, rrg))
+                self._spawn(
+                    self._deliver_rrg(
+                        pending.order_id, lambda: self._receiver.outcome_ack(order, None)
+                    )
+                )
             elif event.event is EventKind.PROGRAMME_CANCELLED and event.summary != "replaced":
                 self._close(event.device_id, pending)
                 await self._fail(
@@ -728,8 +815,12 @@ class EhrGateway:
             self._write,
             lambda s: s.finish(pending.order_id, status, step, reason, app_error=int(error)),
         )
-        rrg = self._receiver.outcome_ack(pending.order, error, reason)
-        self._spawn(self._deliver_rrg(pending.order_id, rrg))
+        order = pending.order
+        self._spawn(
+            self._deliver_rrg(
+                pending.order_id, lambda: self._receiver.outcome_ack(order, error, reason)
+            )
+        )
 
     async def _sweep(self) -> None:
         """Orders the pump never answered: not delivered in time (AR 9007), or not confirmed
@@ -754,8 +845,11 @@ class EhrGateway:
 
     # -- acknowledgements and reports out -----------------------------------------------------
 
-    async def _deliver_rrg(self, order_id: int, rrg: str | None) -> None:
-        """One ``RRG^O16`` on a new connection (PCD-03), retried a few times."""
+    async def _deliver_rrg(self, order_id: int, build: Callable[[], str | None]) -> None:
+        """One ``RRG^O16`` on a new connection (PCD-03), retried a few times. It is built (and
+        validated by the HL7 library, tens of milliseconds of CPU) in a worker thread: on the
+        event loop it would hold up every other order and pump for that long."""
+        rrg = await asyncio.to_thread(build)
         if rrg is None:
             await asyncio.to_thread(
                 self._write,
@@ -788,15 +882,17 @@ class EhrGateway:
                 await self._note(order_id, OrderStep.RRG_FAILED, problem)
                 return
             await asyncio.sleep(pause)
-        detail = f"EHR answered {_ack_text(reply)}"
+        detail = f"EHR answered {await asyncio.to_thread(_ack_text, reply)}"
         await asyncio.to_thread(self._write, lambda s: s.acknowledged(order_id, code, detail))
 
-    def _queue_report(self, text: str) -> None:
+    def _queue_report(self, build: Callable[[], str]) -> None:
+        """Queue a report to be built and sent in turn: its data is captured now, the HL7
+        message is built by the sender in a worker thread, never on the event loop."""
         if self._endpoint is None:
             return
         if len(self._reports) == self._reports.maxlen:
             self.reports_dropped += 1
-        self._reports.append(text)
+        self._reports.append(_Report(build))
         self._reports_ready.set()
 
     async def _send_reports(self) -> None:
@@ -814,19 +910,32 @@ class EhrGateway:
                 while not self._reports:
                     self._reports_ready.clear()
                     await self._reports_ready.wait()
+                head = self._reports[0]
+                if head.text is None:
+                    try:
+                        head.text = await asyncio.to_thread(head.build)
+                    except (Hl7Error, ValueError) as exc:
+                        _log.warning("a report could not be built: %s", exc)
+                        self._drop(head)
+                        continue
                 try:
-                    await connection.exchange(self._reports[0])
+                    await connection.exchange(head.text)
                 except DeliveryError as exc:
                     _log.warning("reports to the EHR held back: %s", exc)
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 30.0)
                     continue
                 pause = 0.5
-                if self._reports:
-                    self._reports.popleft()
+                self._drop(head)
                 self.reports_sent += 1
         finally:
             await connection.close()
+
+    def _drop(self, report: _Report) -> None:
+        """Remove a report from the head of the queue unless the queue, being full, already
+        dropped it meanwhile."""
+        if self._reports and self._reports[0] is report:
+            self._reports.popleft()
 
     def _report_event(self, event: DeviceEvent) -> None:
         pump_id = event.device_id
@@ -855,7 +964,7 @@ class EhrGateway:
                     vtbi_remaining_ml=_decimal(attributes.get("vtbi_remaining_ml")),
                     control_id=self._receiver.next_control_id(),
                 )
-                self._queue_built(lambda: build_event(report))
+                self._queue_report(lambda: build_event(report))
                 if active is not None and placer == active.placer:
                     order_id = active.order_id
                     self._spawn(
@@ -898,7 +1007,7 @@ class EhrGateway:
             state="inactive" if phase is AlertPhase.END else "active",
             control_id=self._receiver.next_control_id(),
         )
-        self._queue_built(lambda: build_alert(alert))
+        self._queue_report(lambda: build_alert(alert))
 
     def _observe(self, pump_id: str, view: _PumpView, at_ms: int) -> None:
         if self._endpoint is None:
@@ -946,15 +1055,7 @@ class EhrGateway:
         report = ObservationReport(
             pump_id, patient, tuple(observations), control_id=self._receiver.next_control_id()
         )
-        self._queue_built(lambda: build_observations(report))
-
-    def _queue_built(self, build: Callable[[], str]) -> None:
-        try:
-            text = build()
-        except (Hl7Error, ValueError) as exc:
-            _log.warning("a report could not be built: %s", exc)
-            return
-        self._queue_report(text)
+        self._queue_report(lambda: build_observations(report))
 
     def _patient_of(self, pump_id: str) -> str | None:
         active = self._active.get(pump_id)
@@ -1000,6 +1101,18 @@ def _app_error(code: int | None) -> AppError:
         return AppError(code)
     except ValueError:
         return AppError.CANNOT_ACCEPT
+
+
+def _named(library: DrugLibrary) -> str:
+    return f"{library.library_id} v{library.version}"
+
+
+def _noted(verdict: OrderVerdict, choice: _LibraryChoice) -> OrderVerdict:
+    """A refusal that the library decided, under a fallback library, says so in its reason."""
+    finding = verdict.finding
+    if choice.installed or finding is None or finding.app_error not in _LIBRARY_FINDINGS:
+        return verdict
+    return replace(verdict, finding=replace(finding, message=f"{finding.message} ({choice.note})"))
 
 
 def _pca_not_supported() -> OrderFinding:

@@ -223,8 +223,12 @@ class OrderService:
         )
         return bool(inserted)
 
-    def record(self, order: InfusionOrder, text: str, peer: str) -> StoredOrder:
-        """Store a PIV order that parsed; claim its message id (a replay when taken)."""
+    def record(
+        self, order: InfusionOrder, text: str, peer: str, library_note: str = ""
+    ) -> StoredOrder:
+        """Store a PIV order that parsed; claim its message id (a replay when taken).
+        ``library_note`` (which drug library the order is checked against, and why) goes into
+        the audited ``received`` step, so the audit tells a check against a fallback library."""
         drug = order.drug
         name = " ".join(p for p in (order.patient_given, order.patient_family) if p)
         row = EhrOrderRow(
@@ -256,7 +260,10 @@ class OrderService:
         self._session.add(row)
         self._session.flush()
         fresh = self._claim(message_key(order), "message", row.id)
-        self._step(row, OrderStep.RECEIVED, f"from {peer}: {order.control_id}", actor=peer)
+        detail = f"from {peer}: {order.control_id}"
+        if library_note:
+            detail = f"{detail}; {library_note}"
+        self._step(row, OrderStep.RECEIVED, detail, actor=peer)
         if not fresh:
             self._step(row, OrderStep.REPLAY, f"message id {order.control_id} was seen before")
         return StoredOrder(row.id, not fresh)

@@ -79,6 +79,7 @@ from pumpguard.server.datadir import (
 from pumpguard.server.demo import DemoWard, start_demo_ward
 from pumpguard.server.ehr_gateway import ORDERS_CLIENT_ID, EhrGateway, EhrSettings
 from pumpguard.server.errors import AlreadyExists, NotFound
+from pumpguard.server.heap import freeze_startup_heap
 from pumpguard.server.ingest import IngestService
 from pumpguard.server.library_distribution import (
     DistributionError,
@@ -411,6 +412,7 @@ class Stack:
             except BaseException:
                 await stack.stop()
                 raise
+        freeze_startup_heap()  # full GC pauses stalled the event loop (server/heap.py)
         return stack
 
     @classmethod
