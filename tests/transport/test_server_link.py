@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import pytest
 from tests.transport.conftest import SERVER_ID, SERVER_IDENTITY, Pki, pump_identity, run, status
 
 from pumpguard.clock import VirtualClock
@@ -16,6 +17,7 @@ from pumpguard.transport import (
     Broker,
     Bus,
     Channel,
+    ClockOffsets,
     CommandAck,
     CommandAction,
     CommandMessage,
@@ -189,3 +191,74 @@ def test_server_link_and_device_link_over_the_broker(pki: Pki) -> None:
 def _events_link(link: DeviceLink, count: int) -> None:
     for n in range(1, count + 1):
         link.put(DeviceEvent, event=EventKind.SENSOR, log_seq=n, occurred_at_ms=n, summary="s")
+
+
+_HOUR_MS = 3_600_000
+
+
+@pytest.mark.parametrize("skew_ms", [3 * _HOUR_MS, -3 * _HOUR_MS, 0])
+def test_commands_carry_their_instants_in_the_pumps_time(skew_ms: int) -> None:
+    """A pump whose clock is hours off still takes a fresh command and refuses a stale one:
+    the server writes each command's instants on the pump's clock, learnt from its messages."""
+
+    async def scenario() -> list[tuple[str, AckOutcome]]:
+        server_clock = VirtualClock(10 * _HOUR_MS)
+        pump_clock = VirtualClock(10 * _HOUR_MS + skew_ms)
+        bus = Bus(server_clock, SecurityEventLog())
+        database = Database()
+
+        async def connect_server(handler: MessageHandler) -> Session:
+            return bus.connect(SERVER_IDENTITY, on_message=handler)
+
+        async def connect_pump(handler: MessageHandler) -> Session:
+            return bus.connect(pump_identity("PUMP-0001"), on_message=handler)
+
+        async def execute(command: CommandMessage) -> CommandOutcome:
+            return CommandOutcome(AckOutcome.ACCEPTED, "done")
+
+        server = ServerLink(
+            connect_server, database.store, clock=server_clock, events=SecurityEventLog()
+        )
+        pump = DeviceLink(
+            Outbox("PUMP-0001", pump_clock),
+            connect_pump,
+            execute,
+            clock=pump_clock,
+            events=SecurityEventLog(),
+        )
+        tasks = [asyncio.ensure_future(server.run()), asyncio.ensure_future(pump.run())]
+        await server.wait_ready()
+        _events_link(pump, 1)  # the pump's first message teaches the server its clock
+        await database.until(1)
+        now = server_clock.now_ms()
+        for command_id, expires in (("fresh", now + 60_000), ("stale", now - 10_000)):
+            command = CommandMessage(
+                device_id="PUMP-0001",
+                command_id=command_id,
+                action=CommandAction.REQUEST_STATUS,
+                sent_at_ms=now - 70_000 if command_id == "stale" else now,
+                expires_at_ms=expires,
+            )
+            assert await server.send_command(command) is ReasonCode.SUCCESS
+        await database.until(3)
+        await pump.stop()
+        await server.stop()
+        await asyncio.gather(*tasks)
+        acks = [m for m in database.rows.values() if isinstance(m, CommandAck)]
+        return [(a.command_id, a.outcome) for a in acks]
+
+    assert run(scenario()) == [("fresh", AckOutcome.ACCEPTED), ("stale", AckOutcome.EXPIRED)]
+
+
+def test_clock_offsets_take_the_least_delayed_recent_message() -> None:
+    offsets = ClockOffsets(window_ms=300_000)
+    assert offsets.offset_ms("PUMP-0001", 0) is None
+    assert offsets.to_device("PUMP-0001", 5_000, 0) == 5_000
+    offsets.observe("PUMP-0001", sent_at_ms=1_000, received_at_ms=100_050)  # 50 ms on the way
+    offsets.observe("PUMP-0001", sent_at_ms=2_000, received_at_ms=200_000)  # queued offline
+    assert offsets.offset_ms("PUMP-0001", 200_000) == 99_050
+    assert offsets.to_device("PUMP-0001", 300_000, 200_000) == 200_950
+    # the clock was corrected; the old samples age out of the window in time
+    offsets.observe("PUMP-0001", sent_at_ms=250_000, received_at_ms=250_010)
+    assert offsets.offset_ms("PUMP-0001", 250_010) == 10
+    assert offsets.offset_ms("PUMP-0001", 600_000) is None

@@ -930,10 +930,16 @@ class _Bench:
         assert member is not None and stack is not None
         loop = asyncio.get_running_loop()
         until = loop.time() + held
+        first_seq = member.pump.outbox.next_seq
         self._boot(member)
         control = self.members[0]
         sent = []
-        while loop.time() < until and not member.pump.link.connected:
+        # commanded once it has reported (stored, so acknowledged): the server learns a
+        # pump's clock from its messages, and one that has said nothing yet gets server time
+        outbox = member.pump.outbox
+        while loop.time() < until and (
+            not member.pump.link.connected or outbox.next_seq == first_seq or outbox.pending
+        ):
             await asyncio.sleep(_POLL_S)
         for target, label in ((member, "skewed"), (control, "true")):
             try:

@@ -10,6 +10,7 @@ server a ``ServerLink`` (batched, acknowledged-after-commit ingest). See ``docs/
 from pumpguard.transport.broker import Broker, BrokerLimits
 from pumpguard.transport.bus import Bus, BusSession
 from pumpguard.transport.client import MqttClient
+from pumpguard.transport.clock_offset import ClockOffsets
 from pumpguard.transport.codes import QoS, ReasonCode, TransportEvent
 from pumpguard.transport.device import CommandExecutor, CommandOutcome, Connector, DeviceLink
 from pumpguard.transport.messages import (
@@ -80,6 +81,7 @@ __all__ = [
     "Bus",
     "BusSession",
     "Channel",
+    "ClockOffsets",
     "CommandAck",
     "CommandAction",
     "CommandExecutor",

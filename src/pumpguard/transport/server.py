@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from pumpguard.clock import Clock
 from pumpguard.security_events import SecurityEventSink
+from pumpguard.transport.clock_offset import ClockOffsets
 from pumpguard.transport.codes import QoS, ReasonCode
 from pumpguard.transport.device import Connector
 from pumpguard.transport.messages import (
@@ -79,6 +80,8 @@ class ServerLink:
                 f"share group {share_group!r} must be 1-64 letters, digits, '-' or '_'"
             )
         self._gate = Gatekeeper(events, clock) if check_payloads else None
+        self._clock = clock
+        self.clock_offsets = ClockOffsets()
         self._filters = (
             _FILTERS
             if share_group is None
@@ -111,7 +114,26 @@ class ServerLink:
         if session is None or not session.connected:
             raise NotConnectedError("the server link is not connected")
         topic = device_topic(command.device_id, Channel.COMMANDS)
-        return await session.publish(topic, encode_message(command), QoS.AT_LEAST_ONCE)
+        return await session.publish(
+            topic, encode_message(self._in_device_time(command)), QoS.AT_LEAST_ONCE
+        )
+
+    def _in_device_time(self, command: CommandMessage) -> CommandMessage:
+        """``command`` with its instants on the device's clock (see ``ClockOffsets``)."""
+        now = self._clock.now_ms()
+        if self.clock_offsets.offset_ms(command.device_id, now) is None:
+            return command
+        device = command.device_id
+        return command.model_copy(
+            update={
+                "sent_at_ms": self.clock_offsets.to_device(device, command.sent_at_ms, now),
+                "expires_at_ms": (
+                    None
+                    if command.expires_at_ms is None
+                    else self.clock_offsets.to_device(device, command.expires_at_ms, now)
+                ),
+            }
+        )
 
     async def stop(self) -> None:
         self._stopping = True
@@ -159,6 +181,7 @@ class ServerLink:
             return ReasonCode.PAYLOAD_FORMAT_INVALID
         if isinstance(message, CommandMessage):
             return ReasonCode.PAYLOAD_FORMAT_INVALID
+        self.clock_offsets.observe(message.device_id, message.sent_at_ms, self._clock.now_ms())
         future: asyncio.Future[ReasonCode] = asyncio.get_running_loop().create_future()
         self._pending.append((message, future))
         if len(self._pending) >= self._batch_size:
