@@ -16,11 +16,16 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["ClockOffsets"]
+__all__ = ["ClockOffsets", "in_device_time"]
 
 _WINDOW_MS = 15 * 60 * 1000
 _SAMPLES = 64
 _DEVICES = 100_000
+
+
+def in_device_time(server_ms: int, offset_ms: int) -> int:
+    """A server instant on the clock of a device ``offset_ms`` behind the server."""
+    return max(0, server_ms - offset_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,4 +67,4 @@ class ClockOffsets:
     def to_device(self, device_id: str, server_ms: int, now_ms: int) -> int:
         """``server_ms`` on ``device_id``'s clock (unchanged when its offset is unknown)."""
         offset = self.offset_ms(device_id, now_ms)
-        return server_ms if offset is None else max(0, server_ms - offset)
+        return server_ms if offset is None else in_device_time(server_ms, offset)

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from pumpguard.clock import Clock
 from pumpguard.security_events import SecurityEventSink
-from pumpguard.transport.clock_offset import ClockOffsets
+from pumpguard.transport.clock_offset import ClockOffsets, in_device_time
 from pumpguard.transport.codes import QoS, ReasonCode
 from pumpguard.transport.device import Connector
 from pumpguard.transport.messages import (
@@ -120,18 +120,14 @@ class ServerLink:
 
     def _in_device_time(self, command: CommandMessage) -> CommandMessage:
         """``command`` with its instants on the device's clock (see ``ClockOffsets``)."""
-        now = self._clock.now_ms()
-        if self.clock_offsets.offset_ms(command.device_id, now) is None:
+        offset = self.clock_offsets.offset_ms(command.device_id, self._clock.now_ms())
+        if offset is None:
             return command
-        device = command.device_id
+        expires = command.expires_at_ms
         return command.model_copy(
             update={
-                "sent_at_ms": self.clock_offsets.to_device(device, command.sent_at_ms, now),
-                "expires_at_ms": (
-                    None
-                    if command.expires_at_ms is None
-                    else self.clock_offsets.to_device(device, command.expires_at_ms, now)
-                ),
+                "sent_at_ms": in_device_time(command.sent_at_ms, offset),
+                "expires_at_ms": None if expires is None else in_device_time(expires, offset),
             }
         )
 
