@@ -8,12 +8,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
+import pyotp
 from sqlalchemy import func, select
 from tests.server.conftest import TEST_ARGON2, PostgresDatabase, require_postgres
 
 from pumpguard.pki import PeerIdentity, client_tls_context, read_credential
 from pumpguard.security_events import JsonLinesEventFile, SecurityEvent
-from pumpguard.server import SECURITY_EVENTS_FILE, ServerSettings
+from pumpguard.server import SECURITY_EVENTS_FILE, Role, ServerSettings, UserService
 from pumpguard.server.alert_store import AlertQuery, AlertStore
 from pumpguard.server.models import PumpEventRow
 from pumpguard.server.runtime import Stack, StackConfig
@@ -66,6 +68,30 @@ async def running_stack(
         yield stack
     finally:
         await stack.stop()
+
+
+@asynccontextmanager
+async def logged_in_api(
+    stack: Stack, username: str, role: Role
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    """An HTTPS client of ``stack``'s API and the headers of a session of a new account,
+    logged in with its password and TOTP code as any API client would."""
+    with stack.store.transaction() as session:
+        account = UserService(session, stack.store.ctx).create_user(username, role, "test")
+    verify = client_tls_context(stack.data_dir / "server" / "ingest")
+    async with httpx.AsyncClient(
+        base_url=f"https://{stack.local_address}:{stack.http_port}", verify=verify
+    ) as http:
+        login = await http.post(
+            "/api/v1/auth/login",
+            json={
+                "username": account.username,
+                "password": account.password,
+                "totp": pyotp.TOTP(account.totp_secret).now(),
+            },
+        )
+        assert login.status_code == 200, login.text
+        yield http, {"Authorization": f"Bearer {login.json()['token']}"}
 
 
 def security_events(stack_or_dir: Stack | Path) -> list[SecurityEvent]:
@@ -137,6 +163,7 @@ __all__ = [
     "client_for",
     "config",
     "database_urls",
+    "logged_in_api",
     "provision",
     "run",
     "running_stack",

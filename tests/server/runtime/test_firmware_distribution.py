@@ -11,9 +11,13 @@ import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import httpx
-import pyotp
-from tests.server.runtime.support import provision, run, running_stack, wait_for_event
+from tests.server.runtime.support import (
+    logged_in_api,
+    provision,
+    run,
+    running_stack,
+    wait_for_event,
+)
 from typer.testing import CliRunner
 
 from pumpguard.cli.app import app as cli
@@ -21,9 +25,9 @@ from pumpguard.clinical import PumpKind, load_library
 from pumpguard.clock import SystemClock
 from pumpguard.data import EXAMPLE_LIBRARY
 from pumpguard.devices.infusion import Clear, Confirm, Pause, Program, PumpState
-from pumpguard.pki import CertKind, PeerIdentity, client_tls_context
+from pumpguard.pki import CertKind, PeerIdentity
 from pumpguard.security_events import SecurityEventLog
-from pumpguard.server import Role, UserService
+from pumpguard.server import Role
 from pumpguard.server.demo import programme_for
 from pumpguard.server.device_runtime import SimulatedPump, mqtt_connector
 from pumpguard.server.ingest import IngestService, PumpStatusView
@@ -224,24 +228,7 @@ def test_an_image_failing_its_self_test_rolls_back_and_halts_the_api_rollout(
             rest = await _pump(stack, "PUMP-0702")
             # Signed correctly as v2, but built wrong: its header names another version.
             _publish(stack, 2, firmware_image(FIRMWARE_PRODUCT, 7, b"broken build"))
-            with stack.store.transaction() as session:
-                account = UserService(session, stack.store.ctx).create_user(
-                    "biomed-1", Role.BIOMED, "test"
-                )
-            verify = client_tls_context(stack.data_dir / "server" / "ingest")
-            async with httpx.AsyncClient(
-                base_url=f"https://{stack.local_address}:{stack.http_port}", verify=verify
-            ) as http:
-                login = await http.post(
-                    "/api/v1/auth/login",
-                    json={
-                        "username": account.username,
-                        "password": account.password,
-                        "totp": pyotp.TOTP(account.totp_secret).now(),
-                    },
-                )
-                assert login.status_code == 200, login.text
-                auth = {"Authorization": f"Bearer {login.json()['token']}"}
+            async with logged_in_api(stack, "biomed-1", Role.BIOMED) as (http, auth):
                 releases = await http.get("/api/v1/deployment/firmware/releases", headers=auth)
                 assert [t["path"] for t in releases.json()["published"]] == [
                     "firmware/pumpguard-sim-2.bin"

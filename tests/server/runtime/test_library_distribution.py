@@ -10,10 +10,14 @@ import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import httpx
-import pyotp
 import pytest
-from tests.server.runtime.support import provision, run, running_stack, wait_for_event
+from tests.server.runtime.support import (
+    logged_in_api,
+    provision,
+    run,
+    running_stack,
+    wait_for_event,
+)
 from typer.testing import CliRunner, Result
 
 from pumpguard.cli.app import app as cli
@@ -23,7 +27,7 @@ from pumpguard.data import EXAMPLE_LIBRARY
 from pumpguard.devices.infusion import Confirm, Program, PumpState
 from pumpguard.pki import CertKind, PeerIdentity, client_tls_context
 from pumpguard.security_events import SecurityEventLog
-from pumpguard.server import Role, UserService
+from pumpguard.server import Role
 from pumpguard.server.demo import programme_for
 from pumpguard.server.device_runtime import SimulatedPump, mqtt_connector
 from pumpguard.server.ingest import IngestService, PumpStatusView
@@ -282,24 +286,7 @@ def test_a_rollout_through_the_api_is_halted_before_the_rest_of_the_fleet(
             canary = await _pump(stack, "PUMP-0401")
             rest = await _pump(stack, "PUMP-0402")
             _publish_signed(stack, 2)
-            with stack.store.transaction() as session:
-                account = UserService(session, stack.store.ctx).create_user(
-                    "biomed-1", Role.BIOMED, "test"
-                )
-            verify = client_tls_context(stack.data_dir / "server" / "ingest")
-            async with httpx.AsyncClient(
-                base_url=f"https://{stack.local_address}:{stack.http_port}", verify=verify
-            ) as http:
-                login = await http.post(
-                    "/api/v1/auth/login",
-                    json={
-                        "username": account.username,
-                        "password": account.password,
-                        "totp": pyotp.TOTP(account.totp_secret).now(),
-                    },
-                )
-                assert login.status_code == 200, login.text
-                auth = {"Authorization": f"Bearer {login.json()['token']}"}
+            async with logged_in_api(stack, "biomed-1", Role.BIOMED) as (http, auth):
                 started = await http.post(
                     "/api/v1/deployment/rollouts",
                     json={"canary_share": 0.5, "min_observation_s": 600, "soak_s": 1800},
